@@ -1,0 +1,33 @@
+"""`python -m devstack`: start the local stack and serve until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+
+from devstack.stack import LocalStack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="FlowPilot Writeback local stack")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT") or 3000))
+    args = parser.parse_args()
+    stack = LocalStack(api_port=args.port)
+    stack.start()
+    print(stack.describe(), flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nStopping the local stack…", flush=True)
+        stack.stop()
+        print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()

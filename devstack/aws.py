@@ -1,0 +1,166 @@
+"""AWS emulated by moto, built from template.yaml: tables, the write-back state machine, Lambda dispatch.
+
+Used by the local stack (against moto's threaded server) and by the tests (in-process `mock_aws`).
+Lambda tasks of the executed state machine are dispatched to the functions' real `lambda_handler`s.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+from unittest import mock
+
+import boto3
+
+from devstack import template
+from devstack.events import LambdaContext
+
+MOTO_CONFIG: dict[str, Any] = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def environment(identity_mode: str = "local", endpoint_url: str | None = None) -> dict[str, str]:
+    """Process environment for running every function locally, from the template's own variables."""
+    env: dict[str, str] = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": template.LOCAL_REGION,
+        "AWS_REGION": template.LOCAL_REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_DEV": "false",
+        "FLOWPILOT_IDENTITY_MODE": identity_mode,
+    }
+    for function in template.functions().values():
+        env.update(function.environment)
+    env["FLOWPILOT_STAGE"] = template.LOCAL_STAGE
+    if endpoint_url:
+        env["AWS_ENDPOINT_URL"] = endpoint_url
+    return env
+
+
+def apply_environment(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    reset_process_caches()
+
+
+def reset_process_caches() -> None:
+    """Forget settings and cached AWS clients (after the environment or the moto backend changed)."""
+    from flowpilot.config import settings
+    from flowpilot.store import dynamo, secrets
+
+    settings.cache_clear()
+    dynamo.reset_clients()
+    secrets.reset_clients()
+    for module in list(sys.modules.values()):
+        reset = getattr(module, "reset_for_tests", None)
+        if callable(reset) and getattr(module, "__name__", "").startswith("flowpilot"):
+            reset()
+
+
+def create_tables() -> None:
+    dynamodb = boto3.client("dynamodb", region_name=template.LOCAL_REGION)
+    for spec in template.tables().values():
+        dynamodb.create_table(**spec["create"])
+        if spec["ttl"]:
+            dynamodb.update_time_to_live(
+                TableName=spec["create"]["TableName"], TimeToLiveSpecification=spec["ttl"]
+            )
+
+
+def create_state_machines() -> dict[str, str]:
+    """Every state machine in the template, with its real ASL and DefinitionSubstitutions; name → ARN."""
+    sfn = boto3.client("stepfunctions", region_name=template.LOCAL_REGION)
+    arns = {}
+    for logical_id, res in template.resources("AWS::Serverless::StateMachine").items():
+        props = res["Properties"]
+        definition = (template.ROOT / props["DefinitionUri"]).read_text()
+        for key, value in template.resolve(props.get("DefinitionSubstitutions", {})).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        arns[logical_id] = sfn.create_state_machine(
+            name=template.physical_name(logical_id),
+            definition=definition,
+            roleArn=f"arn:aws:iam::{template.LOCAL_ACCOUNT}:role/flowpilot-local-sfn",
+            type=props.get("Type", "STANDARD"),
+        )["stateMachineArn"]
+    return arns
+
+
+def load_function_module(logical_id: str) -> ModuleType:
+    """Import functions/<dir>/app.py under a unique module name (every function's module is called app)."""
+    function = template.functions()[logical_id]
+    module_file, _ = function.handler.rsplit(".", 1)
+    name = f"flowpilot_functions.{function.code_dir.name}.{module_file}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, function.code_dir / f"{module_file}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def handler(logical_id: str) -> Handler:
+    function = template.functions()[logical_id]
+    return getattr(load_function_module(logical_id), function.handler.rsplit(".", 1)[1])  # type: ignore[no-any-return]
+
+
+def handlers() -> dict[str, Handler]:
+    return {logical_id: handler(logical_id) for logical_id in template.functions()}
+
+
+def _dispatch_table() -> dict[str, str]:
+    """Physical function name and ARN → logical id."""
+    table = {}
+    for logical_id in template.functions():
+        table[template.physical_name(logical_id)] = logical_id
+        table[template.function_arn(logical_id)] = logical_id
+    return table
+
+
+def invoke_function(logical_id: str, payload: Any) -> tuple[Any, str | None]:
+    """Run a function's real handler as Lambda would; returns (result, error type or None)."""
+    try:
+        return handler(logical_id)(payload, LambdaContext(function_name=template.physical_name(logical_id))), None
+    except Exception as error:  # noqa: BLE001 - Lambda turns any exception into a function error
+        return {
+            "errorType": type(error).__name__,
+            "errorMessage": str(error),
+            "stackTrace": traceback.format_exception(error)[-3:],
+        }, type(error).__name__
+
+
+@contextmanager
+def lambda_dispatch() -> Iterator[None]:
+    """Make moto's Lambda (the state machine's tasks) run our real handlers in-process."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    table = _dispatch_table()
+
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> bytes:
+        logical_id = table.get(function_name) or table.get(function_name.split(":")[-1])
+        if logical_id is None:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": "ResourceNotFound", "errorMessage": function_name}).encode()
+        payload = json.loads(body) if body else {}
+        result, error_type = invoke_function(logical_id, payload)
+        if error_type:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return json.dumps(result).encode()
+
+    with mock.patch.object(LambdaSimpleBackend, "invoke", invoke):
+        yield

@@ -1,0 +1,76 @@
+"""API Gateway's part, in-process: match a route from template.yaml, build the v2 event, call the handler.
+
+The local HTTP server and the tests' API client both go through `call`, so both see exactly the routes
+of the template and the real `lambda_handler` of each function.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from devstack import aws, template
+from devstack.events import LambdaContext, http_event
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+
+    @property
+    def body(self) -> Any:
+        return json.loads(self.text) if self.text else None
+
+
+_NOT_FOUND = json.dumps({"error": {"code": "route_not_found", "message": "No such route."}})
+
+
+def call(
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    raw_body: str | bytes | None = None,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    account_id: str | None = None,
+    user_id: str | None = None,
+) -> ApiResponse:
+    matched = template.match_route(method, path)
+    if matched is None:
+        # API Gateway answers unknown routes itself, before any function runs.
+        return ApiResponse(404, {"content-type": "application/json"}, _NOT_FOUND)
+    route, params = matched
+    event = http_event(
+        method, path, body=body, raw_body=raw_body, query=query, headers=headers,
+        account_id=account_id, user_id=user_id, route_key=route.route_key, path_parameters=params,
+    )
+    result, error_type = _invoke(route.function, event)
+    if error_type is not None:
+        # What API Gateway returns when the integration fails; the tests treat it as a defect.
+        return ApiResponse(500, {"content-type": "application/json"}, json.dumps({"message": "Internal Server Error"}))
+    return _to_response(result)
+
+
+def _invoke(logical_id: str, event: dict[str, Any]) -> tuple[Any, str | None]:
+    try:
+        return aws.handler(logical_id)(event, LambdaContext(function_name=template.physical_name(logical_id))), None
+    except Exception as error:  # noqa: BLE001 - an unhandled error is a 500, as in AWS
+        import traceback
+
+        traceback.print_exception(error)
+        return None, type(error).__name__
+
+
+def _to_response(result: dict[str, Any]) -> ApiResponse:
+    headers = {k.lower(): str(v) for k, v in (result.get("headers") or {}).items()}
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers[name.lower()] = ", ".join(values)
+    text = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        text = base64.b64decode(text).decode()
+    return ApiResponse(int(result.get("statusCode", 200)), headers, text)

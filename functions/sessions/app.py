@@ -1,0 +1,54 @@
+"""Sessions API: create, read and list sessions, add evidence, link a PSA ticket."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from flowpilot import sessions
+from flowpilot.api import caller, handler_for
+from flowpilot.models import (
+    ID_PATTERN,
+    Evidence,
+    EvidenceCreateRequest,
+    LinkTicketRequest,
+    Session,
+    SessionCreateRequest,
+    SessionList,
+    SessionStatus,
+)
+
+router = Router()
+SessionId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+@router.post("/ai-sessions", responses={201: {"description": "Created"}})
+def create_session(body: SessionCreateRequest) -> tuple[Session, int]:
+    return sessions.create_session(caller(), body), 201
+
+
+@router.get("/ai-sessions/<session_id>")
+def get_session(session_id: SessionId) -> Session:
+    return sessions.get_session(caller(), session_id)
+
+
+@router.get("/ai-sessions")
+def list_sessions(
+    status: Annotated[SessionStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> SessionList:
+    return sessions.list_sessions(caller(), status, limit, cursor)
+
+
+@router.post("/ai-sessions/<session_id>/evidence", responses={201: {"description": "Created"}})
+def add_evidence(session_id: SessionId, body: EvidenceCreateRequest) -> tuple[Evidence, int]:
+    return sessions.add_evidence(caller(), session_id, body), 201
+
+
+@router.put("/ai-sessions/<session_id>/psa-ticket")
+def link_ticket(session_id: SessionId, body: LinkTicketRequest) -> Session:
+    return sessions.link_ticket(caller(), session_id, body)
+
+
+lambda_handler = handler_for(router)

@@ -1,0 +1,27 @@
+"""Account settings API: preferences and the PSA connection (keys are write-only)."""
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from flowpilot import account_settings
+from flowpilot.account_settings import AccountSettings, Preferences, PsaConnectionRequest
+from flowpilot.api import caller, handler_for
+
+router = Router()
+
+
+@router.get("/account-settings")
+def get_settings() -> AccountSettings:
+    return account_settings.get_settings(caller())
+
+
+@router.put("/account-settings/preferences")
+def put_preferences(body: Preferences) -> AccountSettings:
+    return account_settings.put_preferences(caller(), body)
+
+
+@router.put("/account-settings/psa-connection")
+def put_psa_connection(body: PsaConnectionRequest) -> AccountSettings:
+    return account_settings.put_psa_connection(caller(), body)
+
+
+lambda_handler = handler_for(router)

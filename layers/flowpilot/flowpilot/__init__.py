@@ -1,0 +1,1 @@
+"""FlowPilot Writeback shared layer: domain, stores, PSA providers and note writers."""

@@ -1,0 +1,143 @@
+"""Account settings: write-back preferences and the PSA connection (credentials go to Secrets Manager)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from flowpilot.clock import now_iso
+from flowpilot.config import settings
+from flowpilot.errors import InvalidInput
+from flowpilot.identity import Caller
+from flowpilot.models import Strict
+from flowpilot.observability import logger
+from flowpilot.store import account_settings as store
+from flowpilot.store import secrets
+
+StatusId = Annotated[int, Field(ge=1, le=2_147_483_647)]
+BoardStatusMap = Annotated[dict[Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")], StatusId], Field(max_length=200)]
+Hostname = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?$")
+]
+
+
+class Preferences(Strict):
+    """Which CW status a resolve or escalate moves the ticket to; per board first, then the account default."""
+
+    cw_resolved_status_id: StatusId | None = None
+    cw_escalated_status_id: StatusId | None = None
+    cw_resolved_status_ids_by_board: BoardStatusMap = Field(default_factory=dict)
+    cw_escalated_status_ids_by_board: BoardStatusMap = Field(default_factory=dict)
+
+    def target_status(self, kind: str, board_id: int | None) -> int | None:
+        by_board = self.cw_resolved_status_ids_by_board if kind == "resolve" else self.cw_escalated_status_ids_by_board
+        if board_id is not None and str(board_id) in by_board:
+            return by_board[str(board_id)]
+        return self.cw_resolved_status_id if kind == "resolve" else self.cw_escalated_status_id
+
+
+class PsaConnectionRequest(Strict):
+    provider: Literal["connectwise"]
+    site: Hostname
+    company_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    public_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    private_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    client_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    base_url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+
+    @field_validator("company_id", "client_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must be printable text")
+        return value
+
+
+class PsaConnectionView(BaseModel):
+    provider: str | None = None
+    site: str | None = None
+    company_id: str | None = None
+    client_id: str | None = None
+    base_url: str | None = None
+    configured: bool = False
+    updated_at: str | None = None
+
+
+class AccountSettings(BaseModel):
+    preferences: Preferences
+    psa: PsaConnectionView
+
+
+def check_base_url(url: str) -> str:
+    """Refuse PSA URLs that could reach our own network (SSRF): only https to public hosts.
+
+    The local stack (identity mode "local") may use http on loopback for the ConnectWise simulator.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    local_stack = settings().identity_mode == "local"
+    if parts.scheme not in ({"https", "http"} if local_stack else {"https"}) or not host:
+        raise InvalidInput("base_url must be an https:// URL with a host.", code="invalid_base_url")
+    if parts.username or parts.password:
+        raise InvalidInput("base_url must not carry credentials.", code="invalid_base_url")
+    if local_stack:
+        return url.rstrip("/")
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    blocked_names = host in {"localhost", "metadata", "metadata.google.internal"} or host.endswith(
+        (".localhost", ".internal", ".local")
+    )
+    if blocked_names or (address is not None and not address.is_global):
+        raise InvalidInput(
+            "base_url points at a private, loopback or link-local address; use the PSA's public https URL.",
+            code="invalid_base_url",
+        )
+    return url.rstrip("/")
+
+
+def _view(account_id: str) -> AccountSettings:
+    item = store.get(account_id)
+    return AccountSettings(
+        preferences=Preferences.model_validate(item.get("preferences") or {}),
+        psa=PsaConnectionView.model_validate(item.get("psa") or {}),
+    )
+
+
+def get_settings(caller: Caller) -> AccountSettings:
+    return _view(caller.account_id)
+
+
+def preferences_for(account_id: str) -> Preferences:
+    return _view(account_id).preferences
+
+
+def put_preferences(caller: Caller, preferences: Preferences) -> AccountSettings:
+    store.put_field(caller.account_id, "preferences", preferences.model_dump(mode="json"), now_iso())
+    return _view(caller.account_id)
+
+
+def put_psa_connection(caller: Caller, request: PsaConnectionRequest) -> AccountSettings:
+    base_url = check_base_url(request.base_url) if request.base_url else None
+    if base_url is None:
+        check_base_url(f"https://{request.site}")
+    secret_arn = secrets.put_psa_secret(
+        caller.account_id, {"public_key": request.public_key, "private_key": request.private_key}
+    )
+    now = now_iso()
+    view = PsaConnectionView(
+        provider=request.provider,
+        site=request.site,
+        company_id=request.company_id,
+        client_id=request.client_id,
+        base_url=base_url,
+        configured=True,
+        updated_at=now,
+    )
+    store.put_field(caller.account_id, "psa", {**view.model_dump(exclude_none=True), "secret_arn": secret_arn}, now)
+    logger.info("PSA connection saved", extra={"provider": request.provider, "site": request.site})
+    return _view(caller.account_id)

@@ -1,0 +1,116 @@
+"""The one HTTP layer every function shares: resolver, identity, error-to-response mapping, observability.
+
+A function's app.py declares a `Router` of thin routes and exports `lambda_handler = handler_for(router)`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from flowpilot.errors import FlowPilotError, NotFound, UnsupportedMediaType
+from flowpilot.identity import Caller, caller_from_event
+from flowpilot.observability import logger, metrics, tracer
+
+_event: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("flowpilot_event")
+
+
+def caller() -> Caller:
+    """The identity of the request being handled (raises Unauthorized when there is none)."""
+    return caller_from_event(_event.get())
+
+
+def error_response(error: FlowPilotError) -> Response[Any]:
+    return Response(
+        status_code=error.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=error.body(),
+        headers=error.headers(),
+    )
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for err in errors[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', err.get('type'))}")
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "Invalid request: " + "; ".join(parts) + more
+
+
+def _require_json(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Bodies must be JSON; a form or text body is a 415, not a confusing validation error."""
+    event = app.current_event
+    if event.body and event.http_method in {"POST", "PUT", "PATCH"}:
+        ctype = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json" and not ctype.endswith("+json"):
+            return error_response(UnsupportedMediaType("Send the body as JSON (Content-Type: application/json)."))
+    route_args = app.context.get("_route_args") or {}
+    if "session_id" in route_args:
+        logger.append_keys(session_id=route_args["session_id"])
+    return next_middleware(app)
+
+
+def make_app(*routers: Router) -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(enable_validation=True)
+    app.use(middlewares=[_require_json])
+
+    @app.exception_handler(FlowPilotError)
+    def _domain_error(error: FlowPilotError) -> Response[Any]:
+        logger.info("request refused", extra={"error_code": error.code, "status": error.status})
+        metrics.add_metric(name="ClientError" if error.status < 500 else "UpstreamError", unit="Count", value=1)
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(error: RequestValidationError) -> Response[Any]:
+        detail = [
+            {"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in error.errors()
+        ]
+        body = {"error": {"code": "validation_error", "message": _validation_message(detail)}, "detail": detail}
+        metrics.add_metric(name="ClientError", unit=MetricUnit.Count, value=1)
+        return Response(HTTPStatus.UNPROCESSABLE_ENTITY, content_types.APPLICATION_JSON, body)
+
+    @app.not_found
+    def _no_route(_: NotFoundError) -> Response[Any]:
+        event = app.current_event
+        return error_response(NotFound(f"No route {event.http_method} {event.path}.", code="route_not_found"))
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def handler_for(*routers: Router) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point for a function made of `routers`, with logging, metrics and tracing wired."""
+    app = make_app(*routers)
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        token = _event.set(event)
+        try:
+            metrics.add_metric(name="Request", unit=MetricUnit.Count, value=1)
+            return app.resolve(event, context)
+        finally:
+            _event.reset(token)
+
+    lambda_handler.app = app  # type: ignore[attr-defined]
+    return lambda_handler
+
+
+def json_body(model: Any) -> str:
+    """Serialise a pydantic model or plain value for a response body."""
+    return json.dumps(model.model_dump(mode="json") if hasattr(model, "model_dump") else model)

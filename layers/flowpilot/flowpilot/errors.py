@@ -1,0 +1,79 @@
+"""Domain exceptions. Each carries its HTTP status and machine code; `api.py` maps them in one place."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class FlowPilotError(Exception):
+    """Base of every error a client may see. `code` is stable; `message` is for people."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code  # type: ignore[misc]
+        self.details = details or {}
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class Unauthorized(FlowPilotError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(FlowPilotError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(FlowPilotError):
+    status = 409
+    code = "conflict"
+
+
+class UnsupportedMediaType(FlowPilotError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInput(FlowPilotError):
+    status = 422
+    code = "invalid_input"
+
+
+class UpstreamUnavailable(FlowPilotError):
+    """A dependency (model, PSA) is overloaded or down after our retries; the client may retry."""
+
+    status = 503
+    code = "upstream_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, code: str | None = None, **kw: Any):
+        super().__init__(message, code=code, **kw)
+        self.retry_after = max(1, int(retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class UpstreamTimeout(FlowPilotError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class BadGateway(FlowPilotError):
+    """The PSA answered, but wrongly (e.g. accepted a status change and did not apply it)."""
+
+    status = 502
+    code = "bad_gateway"

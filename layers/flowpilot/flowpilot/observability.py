@@ -1,0 +1,43 @@
+"""Logger, Tracer and Metrics, created once for every handler; nothing sensitive reaches a log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+SERVICE = "flowpilot-writeback"
+METRICS_NAMESPACE = "FlowPilot"
+
+# Keys whose values are never logged, wherever they appear in a structured log record.
+_SENSITIVE_KEY = re.compile(r"(pass(word)?|secret|token|private|public_key|api[_-]?key|authorization|credential)", re.I)
+REDACTED = "***redacted***"
+
+
+def redact(value: Any) -> Any:
+    """A copy of `value` with every sensitive key's value replaced."""
+    if isinstance(value, dict):
+        return {k: REDACTED if _SENSITIVE_KEY.search(str(k)) else redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, val in list(record.__dict__.items()):
+            if _SENSITIVE_KEY.search(key) and key not in {"exc_info"}:
+                record.__dict__[key] = REDACTED
+            elif isinstance(val, dict | list):
+                record.__dict__[key] = redact(val)
+        if isinstance(record.msg, dict):
+            record.msg = redact(record.msg)
+        return True
+
+
+logger = Logger(service=SERVICE, log_uncaught_exceptions=True)
+logger.addFilter(_RedactingFilter())
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)

@@ -1,0 +1,1 @@
+"""DynamoDB and Secrets Manager access. The only code that touches boto3 tables and secrets."""

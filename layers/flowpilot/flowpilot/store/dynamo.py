@@ -1,0 +1,74 @@
+"""Table handles and key layout of the single Sessions table and the PreviewCache table.
+
+Sessions table keys (every partition key starts with the account, so no query can cross accounts):
+  session      PK=A#{account}#S#{session}  SK=SESSION   GSI1 ByAccount, GSI2 ByStatus (newest first)
+  evidence     PK=A#{account}#S#{session}  SK=EV#{evidence id}      (time-ordered ids)
+  fix          PK=A#{account}#S#{session}  SK=FIX#{fix id}
+  writeback    PK=A#{account}#S#{session}  SK=WB#{writeback id}
+  draft        PK=A#{account}#DRAFTS       SK=DT#{draft id}
+  settings     PK=A#{account}              SK=SETTINGS
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from flowpilot.config import settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.service_resource import Table
+
+BY_ACCOUNT_INDEX = "ByAccount"
+BY_STATUS_INDEX = "ByStatus"
+
+
+@cache
+def _resource() -> Any:
+    return boto3.resource("dynamodb")
+
+
+def sessions_table() -> Table:
+    return _resource().Table(settings().sessions_table)  # type: ignore[no-any-return]
+
+
+def preview_cache_table() -> Table:
+    return _resource().Table(settings().preview_cache_table)  # type: ignore[no-any-return]
+
+
+def client() -> DynamoDBClient:
+    """The resource's client: it (de)serialises plain Python values, transactions included."""
+    return _resource().meta.client  # type: ignore[no-any-return]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests switch moto backends and endpoints between cases)."""
+    _resource.cache_clear()
+
+
+def session_pk(account_id: str, session_id: str) -> str:
+    return f"A#{account_id}#S#{session_id}"
+
+
+def account_pk(account_id: str) -> str:
+    return f"A#{account_id}"
+
+
+def status_pk(account_id: str, status: str) -> str:
+    return f"A#{account_id}#ST#{status}"
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB's Decimals back to ints (we store no floats)."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

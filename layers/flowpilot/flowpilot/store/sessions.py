@@ -1,0 +1,213 @@
+"""Sessions and their evidence in DynamoDB: items in, domain models out."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from flowpilot.errors import InvalidInput
+from flowpilot.models import Evidence, Session, SessionStatus
+from flowpilot.store import dynamo
+
+SESSION_SK = "SESSION"
+# Attributes that live on the session item but are not part of the Session model.
+_INTERNAL = {"PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "account_id", "active_writeback_id"}
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: the item is missing or not in the expected state."""
+
+
+def is_condition_failure(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+def session_key(account_id: str, session_id: str) -> dict[str, str]:
+    return {"PK": dynamo.session_pk(account_id, session_id), "SK": SESSION_SK}
+
+
+def _order_key(item: dict[str, Any]) -> str:
+    return f"{item['created_at']}#{item['id']}"
+
+
+def session_item(account_id: str, session: Session) -> dict[str, Any]:
+    item = session.model_dump(mode="json", exclude_none=True)
+    order = _order_key(item)
+    item.update(
+        session_key(account_id, session.id),
+        account_id=account_id,
+        GSI1PK=dynamo.account_pk(account_id),
+        GSI1SK=order,
+        GSI2PK=dynamo.status_pk(account_id, session.status),
+        GSI2SK=order,
+    )
+    return item
+
+
+def to_session(item: dict[str, Any]) -> Session:
+    return Session.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in _INTERNAL})
+
+
+def put_new_session(account_id: str, session: Session) -> None:
+    dynamo.sessions_table().put_item(
+        Item=session_item(account_id, session), ConditionExpression="attribute_not_exists(PK)"
+    )
+
+
+def get_session_item(account_id: str, session_id: str, *, consistent: bool = True) -> dict[str, Any] | None:
+    response = dynamo.sessions_table().get_item(Key=session_key(account_id, session_id), ConsistentRead=consistent)
+    item = response.get("Item")
+    return dynamo.plain(item) if item else None
+
+
+def get_session(account_id: str, session_id: str) -> Session | None:
+    item = get_session_item(account_id, session_id)
+    return to_session(item) if item else None
+
+
+# --- listing: newest first, an opaque cursor that only ever resumes the caller's own listing ---
+
+
+def _encode_cursor(status: str | None, order_key: str) -> str:
+    raw = json.dumps({"v": 1, "st": status or "*", "k": order_key}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, status: str | None) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        order_key = data["k"]
+        valid = data.get("v") == 1 and isinstance(order_key, str) and "#" in order_key and len(order_key) < 200
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        valid = False
+    if not valid or data.get("st") != (status or "*"):
+        raise InvalidInput("The cursor is not valid for this listing.", code="invalid_cursor")
+    return str(order_key)
+
+
+def list_sessions(
+    account_id: str, status: SessionStatus | None, limit: int, cursor: str | None
+) -> tuple[list[Session], str | None]:
+    """One page, newest first. Reads at most limit + 1 items: the extra one only says whether more exist."""
+    if status is None:
+        index, pk_name, sk_name, pk = dynamo.BY_ACCOUNT_INDEX, "GSI1PK", "GSI1SK", dynamo.account_pk(account_id)
+    else:
+        index, pk_name, sk_name = dynamo.BY_STATUS_INDEX, "GSI2PK", "GSI2SK"
+        pk = dynamo.status_pk(account_id, status)
+    query: dict[str, Any] = {
+        "IndexName": index,
+        "KeyConditionExpression": Key(pk_name).eq(pk),
+        "ScanIndexForward": False,
+        "Limit": limit + 1,
+    }
+    if cursor:
+        order_key = _decode_cursor(cursor, status)
+        session_id = order_key.rsplit("#", 1)[1]
+        query["ExclusiveStartKey"] = {
+            **session_key(account_id, session_id),
+            pk_name: pk,
+            sk_name: order_key,
+        }
+    items = dynamo.sessions_table().query(**query).get("Items", [])
+    page = [to_session(i) for i in items[:limit]]
+    more = len(items) > limit
+    next_cursor = _encode_cursor(status, _order_key(page[-1].model_dump())) if more and page else None
+    return page, next_cursor
+
+
+# --- evidence ---
+
+
+def evidence_key(account_id: str, session_id: str, evidence_id: str) -> dict[str, str]:
+    return {"PK": dynamo.session_pk(account_id, session_id), "SK": f"EV#{evidence_id}"}
+
+
+def bump_version_update(account_id: str, session_id: str, expected_version: int, now: str) -> dict[str, Any]:
+    """The transaction part that moves a session to its next state_version, if nothing else did first."""
+    return {
+        "Update": {
+            "TableName": dynamo.sessions_table().name,
+            "Key": session_key(account_id, session_id),
+            "UpdateExpression": "SET state_version = :next, updated_at = :now",
+            "ConditionExpression": "state_version = :expected AND #status = :active",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":next": expected_version + 1, ":expected": expected_version, ":now": now, ":active": "active"
+            },
+        }
+    }
+
+
+def put_with_version_bump(
+    account_id: str, session_id: str, expected_version: int, now: str, puts: list[dict[str, Any]]
+) -> None:
+    """Write `puts` and bump state_version in one transaction (one write request). Raises ConditionFailed."""
+    table = dynamo.sessions_table().name
+    items = [
+        {"Put": {"TableName": table, "Item": p, "ConditionExpression": "attribute_not_exists(SK)"}}
+        for p in puts
+    ]
+    try:
+        dynamo.client().transact_write_items(
+            TransactItems=[*items, bump_version_update(account_id, session_id, expected_version, now)]  # type: ignore[list-item]
+        )
+    except ClientError as error:
+        if is_condition_failure(error):
+            raise ConditionFailed from error
+        raise
+
+
+def evidence_item(account_id: str, evidence: Evidence) -> dict[str, Any]:
+    item = evidence.model_dump(mode="json", exclude_none=True)
+    item.update(evidence_key(account_id, evidence.session_id, evidence.id))
+    return item
+
+
+def iter_evidence(account_id: str, session_id: str) -> Iterator[Evidence]:
+    """Every evidence item of a session, oldest first."""
+    query: dict[str, Any] = {
+        "KeyConditionExpression": Key("PK").eq(dynamo.session_pk(account_id, session_id))
+        & Key("SK").begins_with("EV#"),
+    }
+    while True:
+        response = dynamo.sessions_table().query(**query)
+        for item in response.get("Items", []):
+            yield Evidence.model_validate(
+                {k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}}
+            )
+        if "LastEvaluatedKey" not in response:
+            return
+        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def update_session(
+    account_id: str, session_id: str, *, set_values: dict[str, Any], condition: str, values: dict[str, Any],
+    names: dict[str, str] | None = None, remove: list[str] | None = None, extra_update: str | None = None,
+) -> Session:
+    """A conditional update returning the new session; ConditionFailed if the condition does not hold."""
+    assignments = ", ".join([f"#{k} = :{k}" for k in set_values] + ([extra_update] if extra_update else []))
+    expression = f"SET {assignments}" + (f" REMOVE {', '.join(remove)}" if remove else "")
+    attr_names = {f"#{k}": k for k in set_values} | (names or {})
+    attr_values = {f":{k}": v for k, v in set_values.items()} | values
+    try:
+        response = dynamo.sessions_table().update_item(
+            Key=session_key(account_id, session_id),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=attr_names,
+            ExpressionAttributeValues=attr_values,
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if is_condition_failure(error):
+            raise ConditionFailed from error
+        raise
+    return to_session(response["Attributes"])

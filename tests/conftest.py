@@ -1,0 +1,92 @@
+"""Shared fixtures: moto-backed AWS built from template.yaml, and an API client through the real handlers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+from moto import mock_aws
+
+from devstack import aws, gateway
+from devstack.gateway import ApiResponse
+
+# Every test runs with fake credentials and the local stage's names, never a real account.
+os.environ.update(aws.environment(identity_mode="jwt"))
+
+
+class Api:
+    """Calls routes as API Gateway would, with the JWT claims of one account and engineer."""
+
+    def __init__(self, account_id: str = "acct-a", user_id: str = "engineer-a"):
+        self.account_id = account_id
+        self.user_id = user_id
+
+    def as_account(self, account_id: str, user_id: str | None = None) -> Api:
+        return Api(account_id, user_id or f"engineer-of-{account_id}")
+
+    def call(self, method: str, path: str, **kw: Any) -> ApiResponse:
+        kw.setdefault("account_id", self.account_id)
+        kw.setdefault("user_id", self.user_id)
+        response = gateway.call(method, path, **kw)
+        assert response.status != 500, f"{method} {path} answered 500: {response.text}"
+        return response
+
+    def get(self, path: str, **kw: Any) -> ApiResponse:
+        return self.call("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> ApiResponse:
+        return self.call("POST", path, body=body, **kw)
+
+    def put(self, path: str, body: Any = None, **kw: Any) -> ApiResponse:
+        return self.call("PUT", path, body=body, **kw)
+
+    def new_session(self, title: str = "VPN drops every 10 minutes", **fields: Any) -> dict[str, Any]:
+        response = self.post("/ai-sessions", {"title": title, "problem": "User reports VPN drops.", **fields})
+        assert response.status == 201, response.text
+        return response.body  # type: ignore[no-any-return]
+
+
+class _NoSleep:
+    """The state machine's Retry backoff, without the wall-clock wait (moto's retrier really sleeps)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        return None
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """moto DynamoDB, Step Functions (real ASL executed), Secrets Manager; tables from template.yaml."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    env = aws.environment(identity_mode="jwt")
+    env["DRIFT_CHECK_SECONDS"] = "0"
+    env["WRITEBACK_WAIT_SECONDS"] = "20"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    no_sleep = mock.patch.object(retrier_decl, "time", _NoSleep())
+    with mock_aws(config=aws.MOTO_CONFIG), aws.lambda_dispatch(), no_sleep:
+        aws.reset_process_caches()
+        aws.create_tables()
+        env["state_machines"] = ",".join(aws.create_state_machines().values())
+        yield env
+    aws.reset_process_caches()
+
+
+@pytest.fixture
+def api(aws_env: dict[str, str]) -> Api:
+    return Api()
+
+
+@pytest.fixture
+def api_b(aws_env: dict[str, str]) -> Api:
+    return Api("acct-b", "engineer-b")
