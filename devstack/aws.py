@@ -41,6 +41,7 @@ def environment(identity_mode: str = "local", endpoint_url: str | None = None) -
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_DEV": "false",
         "FLOWPILOT_IDENTITY_MODE": identity_mode,
+        "PSA_ALLOW_LOOPBACK": "true",
     }
     for function in template.functions().values():
         env.update(function.environment)
@@ -58,15 +59,13 @@ def apply_environment(env: dict[str, str]) -> None:
 def reset_process_caches() -> None:
     """Forget settings and cached AWS clients (after the environment or the moto backend changed)."""
     from flowpilot.config import settings
-    from flowpilot.store import dynamo, secrets
 
     settings.cache_clear()
-    dynamo.reset_clients()
-    secrets.reset_clients()
-    for module in list(sys.modules.values()):
-        reset = getattr(module, "reset_for_tests", None)
-        if callable(reset) and getattr(module, "__name__", "").startswith("flowpilot"):
-            reset()
+    for name, module in list(sys.modules.items()):
+        for hook in ("reset_clients", "clear_caches"):
+            reset = getattr(module, hook, None)
+            if name.startswith("flowpilot.") and callable(reset):
+                reset()
 
 
 def create_tables() -> None:

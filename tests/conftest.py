@@ -90,3 +90,48 @@ def api(aws_env: dict[str, str]) -> Api:
 @pytest.fixture
 def api_b(aws_env: dict[str, str]) -> Api:
     return Api("acct-b", "engineer-b")
+
+
+@pytest.fixture
+def cw(aws_env: dict[str, str]) -> Iterator[Any]:
+    """The ConnectWise simulator on loopback, seeded with the demo boards and tickets 1001-1006."""
+    from devstack.cw_simulator import CWSimulator
+
+    sim = CWSimulator()
+    sim.start()
+    sim.demo = sim.seed_demo()  # type: ignore[attr-defined]
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def connect_psa(api: Api, sim: Any, *, resolved: int | None = 5, escalated: int | None = 6) -> None:
+    """Save the simulator as the account's PSA connection, with status preferences."""
+    response = api.put(
+        "/account-settings/psa-connection",
+        {
+            "provider": "connectwise",
+            "site": "127.0.0.1",
+            "company_id": sim.company_id,
+            "public_key": sim.public_key,
+            "private_key": sim.private_key,
+            "client_id": sim.client_id,
+            "base_url": sim.base_url,
+        },
+    )
+    assert response.status == 200, response.text
+    prefs: dict[str, Any] = {}
+    if resolved is not None:
+        prefs["cw_resolved_status_id"] = resolved
+    if escalated is not None:
+        prefs["cw_escalated_status_id"] = escalated
+    assert api.put("/account-settings/preferences", prefs).status == 200
+
+
+@pytest.fixture
+def psa(api: Api, cw: Any) -> Any:
+    """Account A connected to the simulator (resolve → status 5, escalate → status 6)."""
+    connect_psa(api, cw)
+    cw.clear_requests()
+    return cw

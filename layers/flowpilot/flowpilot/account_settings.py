@@ -74,11 +74,11 @@ class AccountSettings(BaseModel):
 def check_base_url(url: str) -> str:
     """Refuse PSA URLs that could reach our own network (SSRF): only https to public hosts.
 
-    The local stack (identity mode "local") may use http on loopback for the ConnectWise simulator.
+    The local stack (psa_allow_loopback) may use http on loopback for the ConnectWise simulator.
     """
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    local_stack = settings().identity_mode == "local"
+    local_stack = settings().psa_allow_loopback
     if parts.scheme not in ({"https", "http"} if local_stack else {"https"}) or not host:
         raise InvalidInput("base_url must be an https:// URL with a host.", code="invalid_base_url")
     if parts.username or parts.password:

@@ -20,10 +20,17 @@ class Settings(BaseModel):
     preview_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     writeback_wait_seconds: float = Field(default=20.0, ge=0, le=28)
     drift_check_seconds: int = Field(default=120, ge=0, le=3600)
-    anthropic_model: str = "claude-sonnet-4-5"
+    # The newest Sonnet the pinned SDK (anthropic 2.14.0) lists in types/model_param.py (sonnet-5-5 >
+    # sonnet-5 > sonnet-4-6 > sonnet-4-5) and not in its _data/deprecated_models.py, which retires
+    # claude-sonnet-4-5 on November 30th, 2026.
+    anthropic_model: str = "claude-sonnet-5-5"
     anthropic_timeout_seconds: float = Field(default=20.0, gt=0, le=25)
     anthropic_max_retries: int = Field(default=1, ge=0, le=3)
+    # Name of a Secrets Manager secret holding the Anthropic key (AWS); empty: ANTHROPIC_API_KEY or offline.
+    anthropic_api_key_secret: str = ""
     template_builder_path: str = "/script-templates/builder"
+    # Only the local stack and tests talk to a PSA on loopback (the ConnectWise simulator).
+    psa_allow_loopback: bool = False
 
 
 _ENV = {
@@ -39,7 +46,9 @@ _ENV = {
     "anthropic_model": "ANTHROPIC_MODEL",
     "anthropic_timeout_seconds": "ANTHROPIC_TIMEOUT_SECONDS",
     "anthropic_max_retries": "ANTHROPIC_MAX_RETRIES",
+    "anthropic_api_key_secret": "ANTHROPIC_API_KEY_SECRET",
     "template_builder_path": "TEMPLATE_BUILDER_PATH",
+    "psa_allow_loopback": "PSA_ALLOW_LOOPBACK",
 }
 
 

@@ -77,3 +77,30 @@ class BadGateway(FlowPilotError):
 
     status = 502
     code = "bad_gateway"
+
+
+_BY_STATUS: dict[int, type[FlowPilotError]] = {
+    cls.status: cls for cls in (Unauthorized, NotFound, Conflict, InvalidInput, UpstreamUnavailable, UpstreamTimeout, BadGateway)
+}
+
+
+def error_from_record(record: dict[str, Any]) -> FlowPilotError:
+    """Rebuild a client-facing error from what a write-back step recorded on the ledger."""
+    cls = _BY_STATUS.get(int(record.get("status") or 502), BadGateway)
+    details = record.get("details") or None
+    message = str(record.get("message") or "The write-back failed.")
+    code = str(record.get("code") or "writeback_failed")
+    if cls is UpstreamUnavailable:
+        return UpstreamUnavailable(message, code=code, details=details, retry_after=int(record.get("retry_after") or 30))
+    return cls(message, code=code, details=details)
+
+
+def error_record(error: FlowPilotError) -> dict[str, Any]:
+    """What the ledger keeps of an error: enough to answer the client exactly as if it had happened inline."""
+    record: dict[str, Any] = {"code": error.code, "message": error.message, "status": error.status}
+    if error.details:
+        record["details"] = error.details
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        record["retry_after"] = int(retry_after)
+    return record

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 # Ids we mint and accept: letters, digits, '-' and '_' only, so no value can forge a storage key.
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -122,12 +122,199 @@ class UserDecision(StrEnum):
     dismissed = "dismissed"
 
 
+class ScriptLanguage(StrEnum):
+    """How parameter values are quoted: PowerShell single-quoted literals, or POSIX shell ones."""
+
+    powershell = "powershell"
+    posix = "posix"
+
+
+ParameterName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+# Any text but NUL, which no shell can carry in an argument.
+ParameterValue = Annotated[str, StringConstraints(max_length=4_000, pattern=r"^[^\x00]*$")]
+Parameters = Annotated[dict[ParameterName, ParameterValue], Field(max_length=50)]
+Confidence = Annotated[int, Field(ge=0, le=100, strict=True)]
+ScriptBody = Annotated[str, StringConstraints(min_length=1, max_length=50_000)]
+
+
+class SessionSuggestedFixCreateRequest(Strict):
+    """A fix the AI proposes: a script template reference, or a script it drafted, never both."""
+
+    title: Text200
+    description: Annotated[str, StringConstraints(max_length=10_000)] = ""
+    confidence_pct: Confidence
+    script_template_id: Id | None = None
+    ai_drafted_script: ScriptBody | None = None
+    ai_drafted_parameters: Parameters = Field(default_factory=dict)
+    script_language: ScriptLanguage | None = Field(
+        default=None, description="Drafted scripts only (default powershell); a template carries its own."
+    )
+    sensitive_parameters: Annotated[list[ParameterName], Field(max_length=50)] = Field(
+        default_factory=list, description="Parameters to treat as secrets besides those named like one."
+    )
+
+    @model_validator(mode="after")
+    def _one_script_source(self) -> SessionSuggestedFixCreateRequest:
+        if (self.script_template_id is None) == (self.ai_drafted_script is None):
+            raise ValueError("give exactly one of script_template_id or ai_drafted_script")
+        if self.script_template_id is not None and self.script_language is not None:
+            raise ValueError("script_language applies to ai_drafted_script only; the template sets its own")
+        return self
+
+
+class SessionSuggestedFixResponse(BaseModel):
+    id: str
+    session_id: str
+    title: str
+    description: str
+    confidence_pct: int = Field(ge=0, le=100)
+    script_template_id: str | None = None
+    ai_drafted_script: str | None = None
+    ai_drafted_parameters: dict[str, str] = Field(
+        default_factory=dict, description="Values of sensitive parameters are masked; supply them when deciding."
+    )
+    user_decision: UserDecision | None = None
+    superseded_at: str | None = None
+    created_at: str
+    script_language: ScriptLanguage
+    sensitive_parameters: list[str] = Field(default_factory=list)
+    created_by: str
+    decided_at: str | None = None
+    decided_by: str | None = None
+
+
+class SessionSuggestedFixList(BaseModel):
+    items: list[SessionSuggestedFixResponse]
+
+
+class SessionSuggestedFixDecisionRequest(Strict):
+    decision: UserDecision
+    parameters: Parameters = Field(
+        default_factory=dict,
+        description="Values for this render only (sensitive ones must come here); never stored.",
+    )
+
+
+class SessionSuggestedFixDecisionResponse(BaseModel):
+    fix: SessionSuggestedFixResponse
+    decision: UserDecision
+    state_version: int
+    rendered_script: str | None = None
+    draft_template_id: str | None = None
+    redirect_path: str | None = None
+
+
+class ScriptTemplate(BaseModel):
+    """One of the account's script templates. `parameters` maps each name to its default (None: none)."""
+
+    id: Id
+    name: Text200
+    body: ScriptBody
+    language: ScriptLanguage = ScriptLanguage.powershell
+    parameters: dict[ParameterName, ParameterValue | None] = Field(default_factory=dict)
+    sensitive_parameters: list[ParameterName] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_stored_secrets(self) -> ScriptTemplate:
+        with_default = [n for n in self.sensitive_parameters if self.parameters.get(n) is not None]
+        if with_default:
+            raise ValueError(f"sensitive parameters cannot have a stored default: {', '.join(with_default)}")
+        return self
+
+
+class DraftTemplate(BaseModel):
+    """A template queued by a `draft_template` decision: the unrendered body and parameter names, no values."""
+
+    id: str
+    name: str
+    description: str
+    body: str
+    language: ScriptLanguage
+    parameter_names: list[str]
+    sensitive_parameters: list[str]
+    source_session_id: str
+    source_fix_id: str
+    source_script_template_id: str | None = None
+    created_by: str
+    created_at: str
+
+
+class DraftTemplateList(BaseModel):
+    items: list[DraftTemplate]
+    next_cursor: str | None = None
+
+
 # --- previews and write-back ---
 
 
 class PreviewKind(StrEnum):
     resolution_note = "resolution-note"
     escalation_package = "escalation-package"
+
+
+class SecretWarning(BaseModel):
+    """A likely secret found in a document: what kind, and where (1-based line and column)."""
+
+    kind: str
+    line: int
+    column: int
+    excerpt: str
+
+
+class PreviewUsage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+
+class ResolutionNotePreviewResponse(BaseModel):
+    markdown: str
+    target_ticket_ref: PsaTicketRef | None
+    state_version: int
+    from_cache: bool
+    kind: PreviewKind
+    writer: str
+    warnings: list[SecretWarning] = Field(default_factory=list)
+    usage: PreviewUsage | None = None
+    generated_at: str
+
+
+Markdown = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+
+
+class ResolutionNotePostRequest(Strict):
+    markdown: Markdown
+    resolution_summary: Reason | None = None
+    acknowledge_warnings: bool = Field(
+        default=False, description="Post customer-visible text even though the secret scanner found something."
+    )
+
+
+class EscalationPackagePostRequest(Strict):
+    markdown: Markdown
+    escalation_reason: Reason | None = None
+    acknowledge_warnings: bool = False
+
+
+class WritebackOutcome(StrEnum):
+    resolved = "resolved"
+    escalated = "escalated"
+    resolved_local = "resolved_local"
+    escalated_local = "escalated_local"
+
+
+class ResolutionPostResponse(BaseModel):
+    outcome: WritebackOutcome
+    session_status: SessionStatus
+    external_id: str | None = None
+    posted_at: str | None = None
+    verified_status_id: int | None = None
+    verified_status_name: str | None = None
+    status_transition_skipped_reason: str | None = None
+    writeback_id: str
+    drift_check: str | None = None
 
 
 class ErrorBody(BaseModel):

@@ -1,0 +1,48 @@
+"""The PSA provider for an account: its saved connection plus its credentials from Secrets Manager."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowpilot.errors import InvalidInput
+from flowpilot.psa.base import PSAProvider
+from flowpilot.store import account_settings, secrets
+
+
+class PSANotConfigured(InvalidInput):
+    code = "psa_not_configured"
+
+
+def check_configured(account_id: str, provider: str) -> dict[str, Any]:
+    """The account's saved (non-secret) connection, or a clear 422 saying what is missing."""
+    psa: dict[str, Any] = account_settings.get(account_id).get("psa") or {}
+    if not psa.get("configured"):
+        raise PSANotConfigured(
+            "The session's ticket is in a PSA, but this account has no PSA connection; "
+            "save one with PUT /account-settings/psa-connection."
+        )
+    if provider != "connectwise" or psa.get("provider") != "connectwise":
+        raise InvalidInput(
+            f"Write-back to {provider} is not supported yet (ConnectWise Manage only).",
+            code="psa_provider_not_supported",
+        )
+    return psa
+
+
+def provider_for_account(account_id: str, provider: str) -> PSAProvider:
+    psa = check_configured(account_id, provider)
+    keys = secrets.get_psa_secret(account_id)
+    if not keys:
+        raise PSANotConfigured("The account's PSA credentials are missing; save the PSA connection again.")
+    from flowpilot.psa.connectwise import ConnectWiseConnection, ConnectWiseProvider
+
+    return ConnectWiseProvider(
+        ConnectWiseConnection(
+            site=psa["site"],
+            company_id=psa["company_id"],
+            public_key=keys["public_key"],
+            private_key=keys["private_key"],
+            client_id=psa["client_id"],
+            base_url=psa.get("base_url"),
+        )
+    )

@@ -1,0 +1,28 @@
+"""Starting write-back executions in Step Functions (the only code that touches the states API)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import boto3
+
+from flowpilot.config import settings
+
+
+@cache
+def _client() -> Any:
+    return boto3.client("stepfunctions")
+
+
+def reset_clients() -> None:
+    _client.cache_clear()
+
+
+def start_writeback(name: str, payload: dict[str, Any]) -> str:
+    """Start the write-back state machine; the execution is named by the writeback id (unique per run)."""
+    response = _client().start_execution(
+        stateMachineArn=settings().writeback_state_machine_arn, name=name, input=json.dumps(payload)
+    )
+    return str(response["executionArn"])

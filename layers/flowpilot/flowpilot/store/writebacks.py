@@ -1,0 +1,130 @@
+"""The writeback ledger: one item per write-back under its session, the source of truth for what was posted.
+
+The note id is written here the moment the PSA returns it, so no retry or resume can post a second note.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from flowpilot.store import dynamo
+from flowpilot.store.sessions import ConditionFailed, is_condition_failure, session_key
+
+
+def ledger_key(account_id: str, session_id: str, writeback_id: str) -> dict[str, str]:
+    return {"PK": dynamo.session_pk(account_id, session_id), "SK": f"WB#{writeback_id}"}
+
+
+def get(account_id: str, session_id: str, writeback_id: str) -> dict[str, Any] | None:
+    item = dynamo.sessions_table().get_item(
+        Key=ledger_key(account_id, session_id, writeback_id), ConsistentRead=True
+    ).get("Item")
+    if not item:
+        return None
+    return {k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}}
+
+
+def start(account_id: str, session_id: str, entry: dict[str, Any], lock_condition_version: int | None) -> None:
+    """Put the ledger entry and take the session's write-back lock in one transaction.
+
+    Raises ConditionFailed when the session is closed or already has a write-back running.
+    """
+    table = dynamo.sessions_table().name
+    item = {**ledger_key(account_id, session_id, entry["writeback_id"]), **entry}
+    lock: dict[str, Any] = {
+        "TableName": table,
+        "Key": session_key(account_id, session_id),
+        "UpdateExpression": "SET active_writeback_id = :wb, updated_at = :now",
+        "ConditionExpression": "attribute_exists(PK) AND #st = :active AND attribute_not_exists(active_writeback_id)",
+        "ExpressionAttributeNames": {"#st": "status"},
+        "ExpressionAttributeValues": {":wb": entry["writeback_id"], ":now": entry["created_at"], ":active": "active"},
+    }
+    if lock_condition_version is not None:
+        lock["ConditionExpression"] += " AND state_version = :sv"
+        lock["ExpressionAttributeValues"][":sv"] = lock_condition_version
+    try:
+        dynamo.client().transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}},
+                {"Update": lock},
+            ]
+        )
+    except ClientError as error:
+        if is_condition_failure(error):
+            raise ConditionFailed from error
+        raise
+
+
+def update(
+    account_id: str, session_id: str, writeback_id: str, values: dict[str, Any], *, condition: str | None = None,
+    condition_values: dict[str, Any] | None = None, remove: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    names = {f"#{k}": k for k in values}
+    expression = "SET " + ", ".join(f"#{k} = :{k}" for k in values)
+    if remove:
+        expression += " REMOVE " + ", ".join(remove)
+    args: dict[str, Any] = {
+        "Key": ledger_key(account_id, session_id, writeback_id),
+        "UpdateExpression": expression,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()} | (condition_values or {}),
+        "ConditionExpression": "attribute_exists(SK)" + (f" AND ({condition})" if condition else ""),
+        "ReturnValues": "ALL_NEW",
+    }
+    try:
+        attributes = dynamo.sessions_table().update_item(**args)["Attributes"]
+    except ClientError as error:
+        if is_condition_failure(error):
+            raise ConditionFailed from error
+        raise
+    return {k: v for k, v in dynamo.plain(attributes).items() if k not in {"PK", "SK"}}
+
+
+def record_note_id(account_id: str, session_id: str, writeback_id: str, note_id: str, now: str) -> dict[str, Any]:
+    """First writer wins: a note id, once recorded, is never replaced."""
+    try:
+        return update(
+            account_id, session_id, writeback_id, {"note_id": note_id, "note_posted_at": now, "updated_at": now},
+            condition="attribute_not_exists(note_id)",
+        )
+    except ConditionFailed:
+        existing = get(account_id, session_id, writeback_id)
+        assert existing is not None
+        return existing
+
+
+def finish_session(
+    account_id: str, session_id: str, writeback_id: str, set_values: dict[str, Any], remove: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Release the session's lock (only if this write-back holds it) and apply the outcome to the session."""
+    names = {f"#{k}": k for k in set_values}
+    expression = "SET " + ", ".join(f"#{k} = :{k}" for k in set_values)
+    expression += " REMOVE " + ", ".join(("active_writeback_id", *remove))
+    try:
+        response = dynamo.sessions_table().update_item(
+            Key=session_key(account_id, session_id),
+            UpdateExpression=expression,
+            ConditionExpression="active_writeback_id = :wb",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":{k}": v for k, v in set_values.items()} | {":wb": writeback_id},
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if is_condition_failure(error):
+            raise ConditionFailed from error
+        raise
+    return dynamo.plain(response["Attributes"])  # type: ignore[no-any-return]
+
+
+def set_session_fields(account_id: str, session_id: str, set_values: dict[str, Any]) -> None:
+    """Unconditional session update for after-the-fact facts (the drift re-check)."""
+    names = {f"#{k}": k for k in set_values}
+    dynamo.sessions_table().update_item(
+        Key=session_key(account_id, session_id),
+        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in set_values),
+        ConditionExpression="attribute_exists(PK)",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={f":{k}": v for k, v in set_values.items()},
+    )

@@ -1,0 +1,222 @@
+"""Posting the final resolution note or escalation package to the session's PSA ticket (DESIGN §5).
+
+The handler's side: validate, take the session's write-back lock, start the execution, wait a bounded
+time for the ledger to reach a result, and answer exactly what happened.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from flowpilot import scanner
+from flowpilot.account_settings import preferences_for
+from flowpilot.clock import new_id, now_iso
+from flowpilot.config import settings
+from flowpilot.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable, error_from_record
+from flowpilot.identity import Caller
+from flowpilot.models import (
+    EscalationPackagePostRequest,
+    ResolutionNotePostRequest,
+    ResolutionPostResponse,
+    SessionStatus,
+    WritebackKind,
+    WritebackOutcome,
+)
+from flowpilot.observability import logger
+from flowpilot.psa.base import note_marker
+from flowpilot.psa.factory import check_configured
+from flowpilot.sessions import get_session, require_active
+from flowpilot.store import executions
+from flowpilot.store import sessions as session_store
+from flowpilot.store import writebacks as ledger
+
+_POLL_FIRST, _POLL_MAX = 0.05, 0.5
+
+
+class WritebackAccepted(BaseModel):
+    """202: the PSA is still working (retries, rate limits); poll `status_url`."""
+
+    writeback_id: str
+    state: Literal["running"] = "running"
+    status_url: str
+
+
+class WritebackLedgerEntry(BaseModel):
+    writeback_id: str
+    session_id: str
+    kind: WritebackKind
+    state: Literal["running", "succeeded", "failed"]
+    outcome: WritebackOutcome | None = None
+    created_by: str
+    created_at: str
+    updated_at: str
+    finished_at: str | None = None
+    markdown: str
+    summary: str | None = None
+    ticket: dict[str, Any] | None = None
+    board_id: int | None = None
+    board_name: str | None = None
+    note_id: str | None = None
+    note_marker: str | None = None
+    note_posted_at: str | None = None
+    note_reused_from: str | None = None
+    external_id: str | None = None
+    posted_at: str | None = None
+    target_status_id: int | None = None
+    target_status_name: str | None = None
+    verified_status_id: int | None = None
+    verified_status_name: str | None = None
+    status_transition_skipped_reason: str | None = None
+    error: dict[str, Any] | None = None
+    last_error: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+    execution_arn: str | None = None
+
+
+def first_line_summary(markdown: str) -> str:
+    for line in markdown.splitlines():
+        text = re.sub(r"^\s*(#+|[-*>]|\d+\.)\s*", "", line).strip().strip("*_").strip()
+        if text:
+            return text[:500]
+    return markdown.strip()[:500]
+
+
+def post(
+    caller: Caller, session_id: str, request: ResolutionNotePostRequest | EscalationPackagePostRequest
+) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
+    kind = WritebackKind.resolve if isinstance(request, ResolutionNotePostRequest) else WritebackKind.escalate
+    session = require_active(get_session(caller, session_id))
+    if kind is WritebackKind.resolve and not request.acknowledge_warnings:
+        findings = scanner.scan(request.markdown)
+        if findings:
+            raise InvalidInput(
+                "The customer-visible note looks like it contains secrets; remove them, or resend with "
+                "acknowledge_warnings: true if they are not secrets.",
+                code="sensitive_content",
+                details={"warnings": [{"kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt}
+                                      for f in findings]},
+            )
+    ticket = session.psa_ticket.model_dump(mode="json") if session.psa_ticket else None
+    if ticket is not None:
+        check_configured(caller.account_id, ticket["provider"])  # fail fast: 422 before anything starts
+    explicit = request.resolution_summary if isinstance(request, ResolutionNotePostRequest) else request.escalation_reason
+    summary = explicit or first_line_summary(request.markdown)
+    writeback_id = new_id("wb")
+    raw_session = session_store.get_session_item(caller.account_id, session_id) or {}
+    pending = raw_session.get(f"pending_note_{kind.value}") or {}
+    resume = bool(ticket and pending.get("ticket_id") == ticket["ticket_id"] and pending.get("note_marker"))
+    now = now_iso()
+    entry: dict[str, Any] = {
+        "writeback_id": writeback_id,
+        "session_id": session_id,
+        "kind": kind.value,
+        "state": "running",
+        "created_by": caller.engineer_id,
+        "created_at": now,
+        "updated_at": now,
+        "markdown": request.markdown,
+        "summary": summary,
+        "note_marker": pending["note_marker"] if resume else note_marker(writeback_id),
+    }
+    if ticket:
+        entry["ticket"] = ticket
+    if resume:
+        # A resumed write-back carries the earlier note (or its marker), so it can never post a second one.
+        entry.update(note_reused_from=pending["writeback_id"], post_attempted=True)
+        if pending.get("note_id"):
+            entry["note_id"] = pending["note_id"]
+    try:
+        ledger.start(caller.account_id, session_id, entry, lock_condition_version=None)
+    except session_store.ConditionFailed:
+        current = require_active(get_session(caller, session_id))
+        raise Conflict(
+            f"A write-back of session {current.id} is already running; see its result before posting again.",
+            code="writeback_in_progress",
+        ) from None
+    payload = {
+        "account_id": caller.account_id,
+        "session_id": session_id,
+        "writeback_id": writeback_id,
+        "kind": kind.value,
+        "markdown": request.markdown,
+        "summary": summary,
+        "ticket": ticket,
+        "note_marker": entry["note_marker"],
+        "preferences": preferences_for(caller.account_id).model_dump(mode="json"),
+        "drift_check_seconds": settings().drift_check_seconds,
+    }
+    try:
+        arn = executions.start_writeback(writeback_id, payload)
+    except Exception as error:
+        logger.exception("could not start the write-back execution")
+        _abandon(caller, session_id, writeback_id)
+        raise UpstreamUnavailable("The write-back could not be started; nothing was posted. Try again.",
+                                  code="writeback_not_started", retry_after=5) from error
+    ledger.update(caller.account_id, session_id, writeback_id, {"execution_arn": arn})
+    return wait_for_result(caller, session_id, writeback_id, settings().writeback_wait_seconds)
+
+
+def _abandon(caller: Caller, session_id: str, writeback_id: str) -> None:
+    now = now_iso()
+    error = {"code": "writeback_not_started", "message": "The execution could not be started.", "status": 503}
+    ledger.update(caller.account_id, session_id, writeback_id,
+                  {"state": "failed", "error": error, "finished_at": now, "updated_at": now})
+    ledger.finish_session(caller.account_id, session_id, writeback_id, {"updated_at": now})
+
+
+def wait_for_result(
+    caller: Caller, session_id: str, writeback_id: str, timeout: float
+) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
+    deadline = time.monotonic() + timeout
+    delay = _POLL_FIRST
+    while True:
+        entry = ledger.get(caller.account_id, session_id, writeback_id)
+        assert entry is not None
+        if entry["state"] == "succeeded":
+            return _response(entry), 200
+        if entry["state"] == "failed":
+            raise error_from_record({**entry["error"], "details": {
+                **(entry["error"].get("details") or {}), "writeback_id": writeback_id}})
+        if time.monotonic() >= deadline:
+            url = f"/ai-sessions/{session_id}/writebacks/{writeback_id}"
+            return WritebackAccepted(writeback_id=writeback_id, status_url=url), 202
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, _POLL_MAX)
+
+
+def _response(entry: dict[str, Any]) -> ResolutionPostResponse:
+    kind = WritebackKind(entry["kind"])
+    return ResolutionPostResponse(
+        outcome=WritebackOutcome(entry["outcome"]),
+        session_status=SessionStatus.resolved if kind is WritebackKind.resolve else SessionStatus.escalated,
+        external_id=entry.get("external_id"),
+        posted_at=entry.get("posted_at") or entry.get("finished_at"),
+        verified_status_id=entry.get("verified_status_id"),
+        verified_status_name=entry.get("verified_status_name"),
+        status_transition_skipped_reason=entry.get("status_transition_skipped_reason"),
+        writeback_id=entry["writeback_id"],
+        drift_check=_drift_state(entry),
+    )
+
+
+def _drift_state(entry: dict[str, Any]) -> str | None:
+    if entry.get("verified_status_id") is None:
+        return None
+    drift = entry.get("drift")
+    if not drift:
+        return "pending"
+    if drift.get("error"):
+        return "failed"
+    return "drifted" if drift.get("drifted") else "stable"
+
+
+def get_entry(caller: Caller, session_id: str, writeback_id: str) -> WritebackLedgerEntry:
+    get_session(caller, session_id)
+    entry = ledger.get(caller.account_id, session_id, writeback_id)
+    if entry is None:
+        raise NotFound(f"Write-back {writeback_id} not found.", code="writeback_not_found")
+    return WritebackLedgerEntry.model_validate(entry)

@@ -1,0 +1,295 @@
+"""The write-back state machine's steps (DESIGN §5). Each takes the execution state and returns it, extended.
+
+Exactly one note, always: the note id goes on the ledger the moment the PSA returns it; a retried or
+resumed post looks at the ledger first, then searches the ticket's notes for the write-back's marker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flowpilot.account_settings import Preferences
+from flowpilot.clock import now_iso
+from flowpilot.errors import FlowPilotError, error_record
+from flowpilot.models import SessionStatus, WritebackOutcome
+from flowpilot.observability import logger, metrics
+from flowpilot.psa.base import NoteKind, PSAProvider, PSARateLimited, PSAStatusVerificationError, StatusRef, with_marker
+from flowpilot.psa.factory import provider_for_account
+from flowpilot.store import dynamo
+from flowpilot.store import writebacks as ledger
+
+State = dict[str, Any]
+# A 429's Retry-After is honoured inside the step up to this long; longer waits go back to the
+# state machine's Retry (backoff with jitter), so a Lambda never idles for minutes.
+MAX_INLINE_RETRY_AFTER_SECONDS = 10
+INLINE_RATE_LIMIT_ATTEMPTS = 3
+
+provider_factory: Callable[[str, str], PSAProvider] = provider_for_account
+
+
+def _provider(state: State) -> PSAProvider:
+    return provider_factory(state["account_id"], state["ticket"]["provider"])
+
+
+def _honouring_retry_after[T](call: Callable[[], T]) -> T:
+    for attempt in range(INLINE_RATE_LIMIT_ATTEMPTS):
+        try:
+            return call()
+        except PSARateLimited as error:
+            if error.retry_after > MAX_INLINE_RETRY_AFTER_SECONDS or attempt == INLINE_RATE_LIMIT_ATTEMPTS - 1:
+                raise
+            logger.info("PSA rate limited; waiting as asked", extra={"retry_after": error.retry_after})
+            time.sleep(error.retry_after)
+    raise AssertionError("unreachable")
+
+
+def _ids(state: State) -> tuple[str, str, str]:
+    return state["account_id"], state["session_id"], state["writeback_id"]
+
+
+def _outcome(state: State, local: bool) -> WritebackOutcome:
+    if state["kind"] == "resolve":
+        return WritebackOutcome.resolved_local if local else WritebackOutcome.resolved
+    return WritebackOutcome.escalated_local if local else WritebackOutcome.escalated
+
+
+def _summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """The session's `last_writeback` view of a ledger entry."""
+    keys = ("writeback_id", "kind", "state", "outcome", "external_id", "verified_status_id",
+            "verified_status_name", "updated_at")
+    summary = {k: entry.get(k) for k in keys if entry.get(k) is not None}
+    summary["drift_detected"] = bool((entry.get("drift") or {}).get("drifted"))
+    if entry.get("error"):
+        summary["error_code"] = entry["error"]["code"]
+    return summary
+
+
+# --- steps ---
+
+
+def record_local(state: State) -> State:
+    return _close_session(state, local=True)
+
+
+def prepare(state: State) -> State:
+    provider = _provider(state)
+    try:
+        ticket = _honouring_retry_after(lambda: provider.fetch_ticket(state["ticket"]["ticket_id"]))
+        preferences = Preferences.model_validate(state.get("preferences") or {})
+        target = preferences.target_status(state["kind"], ticket.board_id)
+        state.update(board_id=ticket.board_id, board_name=ticket.board_name, target_status_id=None)
+        if target is None:
+            setting = "cw_resolved_status_id" if state["kind"] == "resolve" else "cw_escalated_status_id"
+            state["status_transition_skipped_reason"] = (
+                f"No {state['kind']} status is configured for board '{ticket.board_name}' ({ticket.board_id}); "
+                f"set {setting} or {setting.replace('_id', '_ids_by_board')} in the account preferences."
+            )
+        else:
+            status = _honouring_retry_after(lambda: provider.check_target_status(ticket, target))
+            state.update(target_status_id=status.id, target_status_name=status.name)
+    finally:
+        provider.close()
+    fields = {k: state.get(k) for k in ("board_id", "board_name", "target_status_id", "target_status_name",
+                                         "status_transition_skipped_reason") if state.get(k) is not None}
+    ledger.update(*_ids(state), {**fields, "updated_at": now_iso()})
+    return state
+
+
+def post_note(state: State) -> State:
+    account_id, session_id, writeback_id = _ids(state)
+    entry = ledger.get(account_id, session_id, writeback_id) or {}
+    marker = entry.get("note_marker") or state["note_marker"]
+    ticket_id = state["ticket"]["ticket_id"]
+    if entry.get("note_id"):
+        logger.info("note already on the ledger; not posting again", extra={"note_id": entry["note_id"]})
+        state.update(note_id=entry["note_id"], posted_at=entry.get("note_posted_at"))
+        return state
+    provider = _provider(state)
+    try:
+        if entry.get("post_attempted"):
+            # An earlier attempt may have been committed by the PSA without us hearing back.
+            found = _honouring_retry_after(lambda: provider.find_note_by_marker(ticket_id, marker))
+            if found is not None:
+                logger.warning("found the note an earlier attempt posted", extra={"note_id": found.id})
+                recorded = ledger.record_note_id(account_id, session_id, writeback_id, found.id, now_iso())
+                state.update(note_id=recorded["note_id"], posted_at=recorded.get("note_posted_at"))
+                return state
+        ledger.update(account_id, session_id, writeback_id, {"post_attempted": True, "updated_at": now_iso()})
+        kind = NoteKind.resolution if state["kind"] == "resolve" else NoteKind.internal_analysis
+        note = _honouring_retry_after(
+            lambda: provider.post_note(ticket_id, with_marker(state["markdown"], marker), kind)
+        )
+    finally:
+        provider.close()
+    recorded = ledger.record_note_id(account_id, session_id, writeback_id, note.id, now_iso())
+    metrics.add_metric(name="NotePosted", unit="Count", value=1)
+    state.update(note_id=recorded["note_id"], posted_at=recorded.get("note_posted_at"))
+    return state
+
+
+def transition(state: State) -> State:
+    provider = _provider(state)
+    try:
+        _honouring_retry_after(
+            lambda: provider.change_status(state["ticket"]["ticket_id"], int(state["target_status_id"]))
+        )
+    finally:
+        provider.close()
+    ledger.update(*_ids(state), {"status_change_sent_at": now_iso(), "updated_at": now_iso()})
+    return state
+
+
+def verify(state: State) -> State:
+    provider = _provider(state)
+    try:
+        ticket = _honouring_retry_after(lambda: provider.fetch_ticket(state["ticket"]["ticket_id"]))
+    finally:
+        provider.close()
+    expected = int(state["target_status_id"])
+    if ticket.status.id != expected:
+        metrics.add_metric(name="StatusVerificationFailed", unit="Count", value=1)
+        logger.error(
+            "PSA accepted the status change but did not apply it",
+            extra={"expected_status_id": expected, "actual_status_id": ticket.status.id,
+                   "ticket_id": state["ticket"]["ticket_id"]},
+        )
+        raise PSAStatusVerificationError(expected, ticket.status)
+    state.update(verified_status_id=ticket.status.id, verified_status_name=ticket.status.name)
+    return state
+
+
+def record_success(state: State) -> State:
+    return _close_session(state, local=False)
+
+
+def _close_session(state: State, *, local: bool) -> State:
+    account_id, session_id, writeback_id = _ids(state)
+    now = now_iso()
+    outcome = _outcome(state, local)
+    values: dict[str, Any] = {"state": "succeeded", "outcome": outcome.value, "finished_at": now, "updated_at": now}
+    if not local:
+        values["external_id"] = state.get("note_id")
+        values["posted_at"] = state.get("posted_at")
+    for key in ("verified_status_id", "verified_status_name", "status_transition_skipped_reason"):
+        if state.get(key) is not None:
+            values[key] = state[key]
+    entry = ledger.update(account_id, session_id, writeback_id, values)
+    status = SessionStatus.resolved if state["kind"] == "resolve" else SessionStatus.escalated
+    session_values: dict[str, Any] = {
+        "status": status.value,
+        "GSI2PK": dynamo.status_pk(account_id, status.value),
+        "last_writeback": _summary(entry),
+        "updated_at": now,
+    }
+    if state["kind"] == "resolve":
+        session_values["resolution_summary"] = state.get("summary")
+    else:
+        session_values["escalation_reason"] = state.get("summary")
+    ledger.finish_session(account_id, session_id, writeback_id, session_values, remove=(f"pending_note_{state['kind']}",))
+    metrics.add_metric(name="WritebackSucceeded", unit="Count", value=1)
+    state.update(outcome=outcome.value, finished_at=now)
+    return state
+
+
+def drift_check(state: State) -> State:
+    account_id, session_id, writeback_id = _ids(state)
+    provider = _provider(state)
+    try:
+        ticket = _honouring_retry_after(lambda: provider.fetch_ticket(state["ticket"]["ticket_id"]))
+    finally:
+        provider.close()
+    drifted = ticket.status.id != int(state["verified_status_id"])
+    drift = {"checked_at": now_iso(), "status_id": ticket.status.id, "status_name": ticket.status.name,
+             "drifted": drifted}
+    entry = ledger.update(account_id, session_id, writeback_id, {"drift": drift, "updated_at": now_iso()})
+    if drifted:
+        metrics.add_metric(name="StatusDrift", unit="Count", value=1)
+        logger.error(
+            "PSA status drifted after a verified write-back (a workflow moved it back)",
+            extra={"verified_status_id": state["verified_status_id"], "status_now": ticket.status.id,
+                   "ticket_id": state["ticket"]["ticket_id"]},
+        )
+        ledger.set_session_fields(account_id, session_id, {"last_writeback": _summary(entry)})
+    state["drift"] = drift
+    return state
+
+
+def record_drift_check_failure(state: State) -> State:
+    cause = _cause(state.get("error") or {})
+    drift = {"checked_at": now_iso(), "error": cause}
+    ledger.update(*_ids(state), {"drift": drift, "updated_at": now_iso()})
+    state["drift"] = drift
+    return state
+
+
+def _cause(error: dict[str, Any]) -> dict[str, Any]:
+    try:
+        cause = json.loads(error.get("Cause") or "{}")
+    except ValueError:
+        cause = {}
+    return {"error_type": error.get("Error") or cause.get("errorType"), "message": cause.get("errorMessage")}
+
+
+def record_failure(state: State) -> State:
+    """Record why the write-back failed; release the session; keep what a resume needs (the note)."""
+    account_id, session_id, writeback_id = _ids(state)
+    entry = ledger.get(account_id, session_id, writeback_id) or {}
+    now = now_iso()
+    error = entry.get("last_error")
+    failure = state.get("error") or {}
+    if not error or error.get("error_type") != failure.get("Error"):
+        cause = _cause(failure)
+        error = {
+            "code": "writeback_step_failed",
+            "message": f"The write-back stopped unexpectedly ({cause['error_type']}). Nothing more was sent.",
+            "status": 502,
+        }
+    error = {k: v for k, v in error.items() if k not in {"error_type"}}
+    if entry.get("note_id"):
+        # Say plainly that the note is on the ticket, so nobody posts it again by hand.
+        error["details"] = {**(error.get("details") or {}), "note_id": entry["note_id"], "note_kept": True}
+    entry = ledger.update(account_id, session_id, writeback_id,
+                          {"state": "failed", "error": error, "finished_at": now, "updated_at": now})
+    session_values: dict[str, Any] = {"last_writeback": _summary(entry), "updated_at": now}
+    if entry.get("post_attempted") or entry.get("note_id"):
+        session_values[f"pending_note_{state['kind']}"] = {
+            "writeback_id": writeback_id,
+            "note_id": entry.get("note_id"),
+            "note_marker": entry.get("note_marker"),
+            "ticket_id": state["ticket"]["ticket_id"] if state.get("ticket") else None,
+        }
+    ledger.finish_session(account_id, session_id, writeback_id, session_values)
+    metrics.add_metric(name="WritebackFailed", unit="Count", value=1)
+    return state
+
+
+STEPS: dict[str, Callable[[State], State]] = {
+    "record_local": record_local,
+    "prepare": prepare,
+    "post_note": post_note,
+    "transition": transition,
+    "verify": verify,
+    "record_success": record_success,
+    "drift_check": drift_check,
+    "record_drift_check_failure": record_drift_check_failure,
+    "record_failure": record_failure,
+}
+
+
+def run(action: str, state: State) -> State:
+    """Run one step; a domain error is written to the ledger (as the client will see it) before it propagates."""
+    step = STEPS[action]
+    logger.append_keys(session_id=state.get("session_id"), writeback_id=state.get("writeback_id"), step=action)
+    try:
+        return step(state)
+    except FlowPilotError as error:
+        record = {**error_record(error), "error_type": type(error).__name__, "step": action}
+        logger.warning("write-back step failed", extra={"error_code": error.code, "status": error.status})
+        try:
+            ledger.update(*_ids(state), {"last_error": record, "updated_at": now_iso()})
+        except ledger.ConditionFailed:
+            pass
+        raise
