@@ -6,7 +6,7 @@ import ipaddress
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator
 
 from flowpilot.clock import now_iso
 from flowpilot.config import settings
@@ -43,8 +43,9 @@ class PsaConnectionRequest(Strict):
     provider: Literal["connectwise"]
     site: Hostname
     company_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    public_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    private_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    # SecretStr: no repr, log line or error message can show the keys.
+    public_key: Annotated[SecretStr, Field(min_length=1, max_length=200)]
+    private_key: Annotated[SecretStr, Field(min_length=1, max_length=200)]
     client_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     base_url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
 
@@ -126,7 +127,10 @@ def put_psa_connection(caller: Caller, request: PsaConnectionRequest) -> Account
     if base_url is None:
         check_base_url(f"https://{request.site}")
     secret_arn = secrets.put_psa_secret(
-        caller.account_id, {"public_key": request.public_key, "private_key": request.private_key}
+        caller.account_id, {
+            "public_key": request.public_key.get_secret_value(),
+            "private_key": request.private_key.get_secret_value(),
+        }
     )
     now = now_iso()
     view = PsaConnectionView(

@@ -50,13 +50,19 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "Invalid request: " + "; ".join(parts) + more
 
 
-def _require_json(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+def _content_type_error(event: dict[str, Any]) -> FlowPilotError | None:
     """Bodies must be JSON; a form or text body is a 415, not a confusing validation error."""
-    event = app.current_event
-    if event.body and event.http_method in {"POST", "PUT", "PATCH"}:
-        ctype = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json" and not ctype.endswith("+json"):
-            return error_response(UnsupportedMediaType("Send the body as JSON (Content-Type: application/json)."))
+    method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "")
+    if not event.get("body") or method not in {"POST", "PUT", "PATCH"}:
+        return None
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json" or ctype.endswith("+json"):
+        return None
+    return UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
+
+
+def _bind_session(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
     route_args = app.context.get("_route_args") or {}
     if "session_id" in route_args:
         logger.append_keys(session_id=route_args["session_id"])
@@ -65,7 +71,7 @@ def _require_json(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) 
 
 def make_app(*routers: Router) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
-    app.use(middlewares=[_require_json])
+    app.use(middlewares=[_bind_session])
 
     @app.exception_handler(FlowPilotError)
     def _domain_error(error: FlowPilotError) -> Response[Any]:
@@ -103,6 +109,10 @@ def handler_for(*routers: Router) -> Callable[[dict[str, Any], LambdaContext], d
         token = _event.set(event)
         try:
             metrics.add_metric(name="Request", unit=MetricUnit.Count, value=1)
+            refused = _content_type_error(event)
+            if refused is not None:
+                return {"statusCode": refused.status, "headers": {"Content-Type": "application/json"},
+                        "body": json.dumps(refused.body()), "isBase64Encoded": False}
             return app.resolve(event, context)
         finally:
             _event.reset(token)

@@ -37,6 +37,11 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+# These libraries log request bodies and headers at DEBUG (Secrets Manager values, PSA auth headers):
+# pinned, so no log-level change anywhere can make them print a secret.
+for _noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "httpx2", "anthropic"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
 logger = Logger(service=SERVICE, log_uncaught_exceptions=True)
 logger.addFilter(_RedactingFilter())
 tracer = Tracer(service=SERVICE)

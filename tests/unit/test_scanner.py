@@ -1,0 +1,285 @@
+"""The secret scanner: real-looking secrets are found with the right kind; troubleshooting prose is not.
+
+Every fake secret is assembled at run time (prefix + seeded random body), so no secret-shaped token
+sits in this file as a whole and secret scanners run over the repository stay quiet.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import string
+
+import pytest
+from flowpilot.scanner import Finding, redact, scan
+
+_rng = random.Random(20240611)
+ALNUM = string.ascii_letters + string.digits
+HEX = "0123456789abcdef"
+DIGITS = string.digits
+UPPER = string.ascii_uppercase
+B64 = ALNUM + "+/"
+
+
+def rand(n: int, alphabet: str = ALNUM) -> str:
+    return "".join(_rng.choice(alphabet) for _ in range(n))
+
+
+def b64url(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+JWT = (
+    b64url('{"alg":"HS256","typ":"JWT"}')
+    + "."
+    + b64url('{"sub":"1234567890","name":"J Smith","iat":1716000000}')
+    + "."
+    + rand(43, ALNUM + "-_")
+)
+PEM_RSA = (
+    "-----BEGIN "
+    + "RSA PRIVATE KEY-----\n"
+    + "\n".join(rand(64, B64) for _ in range(5))
+    + "\n-----END RSA PRIVATE KEY-----"
+)
+PEM_OPENSSH = "-----BEGIN " + "OPENSSH PRIVATE KEY-----\n" + rand(70, B64) + "\n" + rand(70, B64)
+
+# (line as an engineer might paste it, expected kind, the secret itself)
+SECRETS: list[tuple[str, str, str]] = [
+    (f"set password={(s := 'Winter' + '2024!')} on the service account", "password", s),
+    (f"Password: {(s := 'Hunter' + '42x!')}", "password", s),
+    (f"pwd:{(s := 'S3cr' + 'et#77')}", "password", s),
+    (f'DB_PASSWORD = "{(s := "Blue" + "Sky-" + "9981")}"', "password", s),
+    (f'{{"username": "svc_backup", "password": "{(s := "Qw" + "erty!" + "2023")}"}}', "password", s),
+    (
+        f'$pw = ConvertTo-SecureString "{(s := "P@ss" + "w0rd" + "123")}" -AsPlainText -Force',
+        "password",
+        s,
+    ),
+    (
+        f"ConvertTo-SecureString -AsPlainText -Force -String '{(s := 'Tem' + 'p!' + 'Login9')}'",
+        "password",
+        s,
+    ),
+    (f"net use Z: \\\\fs01\\data /user:CONTOSO\\jsmith {(s := 'Tr0ub4' + 'dor!')}", "password", s),
+    (f"cmdkey /add:fs01 /user:CONTOSO\\admin /pass:{(s := 'Adm1n' + '-' + 'Rocks')}", "password", s),
+    (
+        "reg add HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon /v Default"
+        + f"Password /t REG_SZ /d {(s := 'Kiosk' + '2024')}",
+        "password",
+        s,
+    ),
+    (
+        f"aws configure: key id {(s := 'AKIA' + rand(16, UPPER + DIGITS))}",
+        "aws_access_key_id",
+        s,
+    ),
+    (
+        f"temporary creds {(s := 'ASIA' + rand(16, UPPER + DIGITS))} expire",
+        "aws_access_key_id",
+        s,
+    ),
+    (f"aws_secret_access_key = {(s := rand(40, B64))}", "aws_secret_access_key", s),
+    (f"git clone with token {(s := 'ghp' + '_' + rand(36))}", "github_token", s),
+    (f"GH_TOKEN={(s := 'github' + '_pat_' + rand(22) + '_' + rand(59))}", "github_token", s),
+    (f"OAuth app token {(s := 'gho' + '_' + rand(36))}", "github_token", s),
+    (f"installation token {(s := 'ghs' + '_' + rand(36))}", "github_token", s),
+    (
+        f"bot token {(s := 'xox' + 'b-' + rand(12, DIGITS) + '-' + rand(13, DIGITS) + '-' + rand(24))}",
+        "slack_token",
+        s,
+    ),
+    (
+        f"user token {(s := 'xox' + 'p-' + rand(12, DIGITS) + '-' + rand(12, DIGITS) + '-' + rand(32, HEX))}",
+        "slack_token",
+        s,
+    ),
+    (f"stripe live key {(s := 'sk' + '_live_' + rand(24))}", "stripe_key", s),
+    (f"restricted key {(s := 'rk' + '_live_' + rand(24))}", "stripe_key", s),
+    (f"Maps key {(s := 'AI' + 'za' + rand(35, ALNUM + '-_'))} in the kiosk config", "google_api_key", s),
+    (
+        f"ANTHROPIC_API_KEY={(s := 'sk-' + 'ant-api03-' + rand(93, ALNUM + '-_') + 'AA')}",
+        "anthropic_api_key",
+        s,
+    ),
+    (f"OPENAI_API_KEY={(s := 'sk-' + 'proj-' + rand(74, ALNUM + '-_'))}", "openai_api_key", s),
+    (f"old OpenAI key {(s := 'sk-' + rand(20) + 'T3Blbk' + 'FJ' + rand(20))}", "openai_api_key", s),
+    (
+        "DefaultEndpointsProtocol=https;AccountName=contosodata;AccountKey="
+        + (s := rand(86, B64) + "==")
+        + ";EndpointSuffix=core.windows.net",
+        "azure_storage_key",
+        s,
+    ),
+    (
+        "https://contosodata.blob.core.windows.net/backups?sv=2022-11-02&ss=b&sp=rl&sig="
+        + (s := rand(43, ALNUM + "%") + "%3D"),
+        "azure_sas_token",
+        s,
+    ),
+    (
+        f"client secret {(s := rand(3) + '8Q' + '~' + rand(34, ALNUM + '_-.'))} created in Entra",
+        "azure_client_secret",
+        s,
+    ),
+    (
+        f"Server=sql01;Database=Billing;User Id=sa;Password={(s := 'Sa' + 'Pass' + '#2019')};Encrypt=True",
+        "connection_string_password",
+        s,
+    ),
+    (
+        "Driver={ODBC Driver 18 for SQL Server};Server=tcp:sql01,1433;Uid=app;Pwd="
+        + (s := "{" + "Odbc" + ";Pw" + "d9}")
+        + ";Encrypt=yes",
+        "connection_string_password",
+        s,
+    ),
+    (f"mapped https://admin:{(s := 'S3cret' + 'Pa55')}@nas01.contoso.local/share", "url_credentials", s),
+    (f"MONGO_URL=mongodb://app:{(s := 'm0ngo' + 'Pw')}@mongo01:27017/crm", "url_credentials", s),
+    (
+        f"curl -H 'Authorization: Bearer {(s := rand(40, ALNUM + '-_'))}' https://api.vendor.test",
+        "authorization_header",
+        s,
+    ),
+    (
+        f"Authorization: Basic {(s := base64.b64encode(('svc_scan:' + 'Passw0rd!').encode()).decode())}",
+        "authorization_header",
+        s,
+    ),
+    (f"id_token was {(s := JWT)}", "jwt", s),
+    (PEM_RSA, "private_key", PEM_RSA),
+    ("key file:\n" + PEM_OPENSSH, "private_key", PEM_OPENSSH),
+    (f"Twilio API key {(s := 'SK' + rand(32, HEX))}", "twilio_api_key", s),
+    (f"TWILIO_AUTH_TOKEN={(s := rand(32, HEX))}", "twilio_auth_token", s),
+    (
+        f"SENDGRID_API_KEY={(s := 'SG' + '.' + rand(22, ALNUM + '-_') + '.' + rand(43, ALNUM + '-_'))}",
+        "sendgrid_api_key",
+        s,
+    ),
+    (
+        f"https://hooks.slack.com/services/T{rand(8, UPPER)}/B{rand(8, UPPER)}/{(s := rand(24))}",
+        "slack_webhook",
+        s,
+    ),
+    (
+        f"BitLocker recovery key {(s := '-'.join(rand(6, DIGITS) for _ in range(8)))} read out to the user",
+        "bitlocker_recovery_key",
+        s,
+    ),
+    (f"api_key={(s := rand(32))}", "generic_secret", s),
+    (f'"client_secret": "{(s := rand(40, ALNUM + "_-"))}"', "generic_secret", s),
+    (f"webhook?token={(s := rand(40, HEX))}&tenant=contoso", "generic_secret", s),
+]
+
+ORDINARY: list[str] = [
+    "Reset the user's password in AD and forced a change at next logon.",
+    "The password expired on 2024-03-01 so the user could not sign in.",
+    "Token refresh failed with AADSTS700082 after the laptop was offline for 90 days.",
+    "Installed KB5034441 and KB5034763, rebooted twice.",
+    "Device ID 3f2504e0-4f89-11d3-9a0c-0305e82c3301 shows as compliant in Intune.",
+    "Tenant ID: 72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "MAC address 00:1A:2B:3C:4D:5E leases 10.0.12.45 from DHCP on VLAN 20.",
+    "Printer at 192.168.1.50 (HP LaserJet M404, serial VNB3R12345) answers ping; fe80::1ff:fe23:4567:890a.",
+    "Event ID 4625 on DC01, failure reason 0xC000006A, logon type 3.",
+    "Error 0x80070005 (access denied) writing to C:\\ProgramData\\Microsoft\\Windows\\Start Menu\\Programs.",
+    "DISM /Online /Cleanup-Image /RestoreHealth failed with 0x800f081f.",
+    "Get-ADUser -Identity jsmith -Properties PasswordLastSet, PasswordExpired, LockedOut",
+    "Set-ADUser jsmith -PasswordNeverExpires $false -ChangePasswordAtLogon $true",
+    "Password last set: 3/4/2024 9:14:02 AM",
+    "pwdLastSet was 0, so the account required a password change at next logon.",
+    "User says the password prompt in Outlook keeps coming back after every restart.",
+    "Bearer token expired and the app did not refresh it; sign-in loop in Teams.",
+    "Checked \\\\fileserver01\\shares\\Finance permissions; user is in FIN-RW.",
+    "Browsed to https://portal.office.com/account and https://login.microsoftonline.com/common/oauth2/v2.0/token",
+    "SharePoint link https://contoso.sharepoint.com/:x:/r/sites/Finance/Shared%20Documents/Budget.xlsx?d=w12ab&csf=1",
+    "Ran Test-NetConnection smtp.office365.com -Port 587: TcpTestSucceeded True",
+    "Password: see the customer's IT Glue entry for the service account.",
+    "Password: expired",
+    "password: ********",
+    "Authorization header was missing from the request, API answered 401.",
+    "Certificate thumbprint 3A1F0B9C8D7E6F5A4B3C2D1E0F9A8B7C6D5E4F3A was renewed.",
+    "Revoked sessions with Revoke-AzureADUserAllRefreshToken -ObjectId 9c2b1e4a-0d3f-4b5e-8a7c-6f1e2d3c4b5a.",
+    "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows\\WindowsUpdate\\AU NoAutoUpdate=1",
+    "net use Z: \\\\fs01\\data /persistent:yes",
+    "net use Z: \\\\fs01\\data /user:CONTOSO\\jsmith *",
+    "Kerberos KDC_ERR_PREAUTH_FAILED (0x18) after 5 bad password attempts; account locked (event 4740).",
+    "API key rotation is scheduled for Friday per the customer's security team.",
+    "The secret in the app registration expires next week; customer will renew it.",
+    "sfc /scannow found no integrity violations; chkdsk C: /scan clean.",
+    "pwd: /home/jsmith",
+    "Connection string uses Integrated Security=SSPI;Server=sql01;Database=Billing",
+    "Set $cred = Get-Credential and ran New-PSDrive -Credential $cred",
+    "token: ${GRAPH_TOKEN}",
+    "BitLocker recovery key ID 1A2B3C4D-5E6F-7A8B-9C0D-1E2F3A4B5C6D found in Entra for the laptop.",
+    "Mailbox at 49.5 GB of 50 GB; enabled online archive.",
+    "Commit 9fceb02d0ae598e95dc970b74767f19372d61af8 of the login script reverted the drive map.",
+    "Disk-cleanup removed 12 GB; task-scheduler job 'BackupNightly' runs at 02:00.",
+]
+
+
+def test_corpora_are_big_enough() -> None:
+    assert len(SECRETS) >= 25
+    assert len(ORDINARY) >= 25
+
+
+@pytest.mark.parametrize(
+    ("line", "kind", "secret"), SECRETS, ids=[f"{i}-{k}" for i, (_, k, _) in enumerate(SECRETS)]
+)
+def test_each_secret_is_found_with_its_kind(line: str, kind: str, secret: str) -> None:
+    findings = scan(line)
+    assert [f.kind for f in findings] == [kind], findings
+    finding = findings[0]
+    assert finding.excerpt.endswith("…")
+    assert secret not in finding.excerpt
+    assert len(finding.excerpt) <= 5
+    start = line.index(secret)
+    assert (finding.line, finding.column) == (
+        line.count("\n", 0, start) + 1,
+        start - (line.rfind("\n", 0, start) + 1) + 1,
+    )
+
+
+@pytest.mark.parametrize("line", ORDINARY)
+def test_ordinary_troubleshooting_lines_have_no_findings(line: str) -> None:
+    assert scan(line) == []
+
+
+def test_the_whole_corpus_as_one_text_reports_every_secret_in_order_with_lines() -> None:
+    text = "\n".join(ORDINARY[:10] + [line for line, _, _ in SECRETS] + ORDINARY[10:])
+    findings = scan(text)
+    assert [f.kind for f in findings] == [kind for _, kind, _ in SECRETS]
+    assert all(f.line > 10 for f in findings)
+
+
+def test_line_and_column_are_one_based() -> None:
+    secret = "Sum" + "mer" + "2024!"
+    text = f"first line\n  password={secret}\n"
+    assert scan(text) == [Finding(kind="password", line=2, column=12, excerpt="Su…")]
+
+
+def test_short_secrets_show_at_most_a_quarter() -> None:
+    secret = "pa" + "55" + "wd!"
+    (finding,) = scan(f"pwd={secret}")
+    assert finding.excerpt == "p…"
+
+
+def test_redact_removes_every_secret_and_keeps_the_prose() -> None:
+    text = "\n".join(line for line, _, _ in SECRETS)
+    redacted = redact(text)
+    for _, kind, secret in SECRETS:
+        assert secret not in redacted
+        assert f"[redacted {kind.replace('_', ' ')}]" in redacted
+    assert scan(redacted) == []
+    assert "aws configure: key id [redacted aws access key id]" in redacted
+
+
+def test_redact_leaves_ordinary_text_alone() -> None:
+    for line in ORDINARY:
+        assert redact(line) == line
+
+
+def test_a_cut_off_private_key_is_still_caught() -> None:
+    text = "-----BEGIN " + "PRIVATE KEY-----\n" + rand(64, B64)
+    (finding,) = scan(text)
+    assert finding.kind == "private_key"
+    assert redact(text) == "[redacted private key]"
