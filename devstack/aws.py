@@ -113,7 +113,7 @@ def load_function_module(logical_id: str) -> ModuleType:
 
 def handler(logical_id: str) -> Handler:
     function = template.functions()[logical_id]
-    return getattr(load_function_module(logical_id), function.handler.rsplit(".", 1)[1])  # type: ignore[no-any-return]
+    return getattr(load_function_module(logical_id), function.handler.rsplit(".", 1)[1])
 
 
 def handlers() -> dict[str, Handler]:
@@ -132,8 +132,10 @@ def _dispatch_table() -> dict[str, str]:
 def invoke_function(logical_id: str, payload: Any) -> tuple[Any, str | None]:
     """Run a function's real handler as Lambda would; returns (result, error type or None)."""
     try:
-        return handler(logical_id)(payload, LambdaContext(function_name=template.physical_name(logical_id))), None
-    except Exception as error:  # noqa: BLE001 - Lambda turns any exception into a function error
+        return handler(logical_id)(
+            payload, LambdaContext(function_name=template.physical_name(logical_id))
+        ), None
+    except Exception as error:
         return {
             "errorType": type(error).__name__,
             "errorMessage": str(error),

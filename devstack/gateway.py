@@ -46,20 +46,32 @@ def call(
         return ApiResponse(404, {"content-type": "application/json"}, _NOT_FOUND)
     route, params = matched
     event = http_event(
-        method, path, body=body, raw_body=raw_body, query=query, headers=headers,
-        account_id=account_id, user_id=user_id, route_key=route.route_key, path_parameters=params,
+        method,
+        path,
+        body=body,
+        raw_body=raw_body,
+        query=query,
+        headers=headers,
+        account_id=account_id,
+        user_id=user_id,
+        route_key=route.route_key,
+        path_parameters=params,
     )
     result, error_type = _invoke(route.function, event)
     if error_type is not None:
         # What API Gateway returns when the integration fails; the tests treat it as a defect.
-        return ApiResponse(500, {"content-type": "application/json"}, json.dumps({"message": "Internal Server Error"}))
+        return ApiResponse(
+            500, {"content-type": "application/json"}, json.dumps({"message": "Internal Server Error"})
+        )
     return _to_response(result)
 
 
 def _invoke(logical_id: str, event: dict[str, Any]) -> tuple[Any, str | None]:
     try:
-        return aws.handler(logical_id)(event, LambdaContext(function_name=template.physical_name(logical_id))), None
-    except Exception as error:  # noqa: BLE001 - an unhandled error is a 500, as in AWS
+        return aws.handler(logical_id)(
+            event, LambdaContext(function_name=template.physical_name(logical_id))
+        ), None
+    except Exception as error:
         import traceback
 
         traceback.print_exception(error)

@@ -21,8 +21,11 @@ class _ApiHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_BODY:
-            self._send(413, {"content-type": "application/json"},
-                       json.dumps({"error": {"code": "payload_too_large", "message": "Body over 10 MB."}}))
+            self._send(
+                413,
+                {"content-type": "application/json"},
+                json.dumps({"error": {"code": "payload_too_large", "message": "Body over 10 MB."}}),
+            )
             return
         raw = self.rfile.read(length) if length else None
         try:
@@ -51,7 +54,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
-        print(f"  api  {self.command} {self.path} -> {args[1] if len(args) > 1 else ''}", flush=True)
+        status = args[1] if len(args) > 1 else ""
+        print(f"  api  {self.command} {self.path} -> {status!s}", flush=True)
 
 
 class LocalApi:

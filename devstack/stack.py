@@ -64,10 +64,8 @@ class LocalStack:
         return str(self.parts["api"].url)
 
     def _start_simulator(self) -> None:
-        try:
-            from devstack import demo_account
-        except ImportError:  # the simulator lands with the write-back issue
-            return
+        from devstack import demo_account
+
         self.parts.update(demo_account.start_simulator_and_configure())
 
     def stop(self) -> None:
@@ -89,7 +87,9 @@ class LocalStack:
         for name, arn in self.parts.get("state_machines", {}).items():
             lines.append(f"  state machine   {name}: {arn}")
         if "simulator" in self.parts:
-            lines.append(f"  ConnectWise     {self.parts['simulator'].base_url}   (simulator, demo tickets 1001-1006)")
+            lines.append(
+                f"  ConnectWise     {self.parts['simulator'].base_url}   (simulator, demo tickets 1001-1006)"
+            )
         writer = "Claude (ANTHROPIC_API_KEY set)" if os.environ.get("ANTHROPIC_API_KEY") else "offline writer"
         lines += [
             f"  writer          {writer}",
@@ -98,7 +98,7 @@ class LocalStack:
             "",
             "Try:",
             f"  curl -s -X POST {self.api_url}/ai-sessions -H 'Content-Type: application/json' \\",
-            "       -d '{\"title\": \"VPN drops\", \"problem\": \"User VPN disconnects every 10 minutes\"}'",
+            '       -d \'{"title": "VPN drops", "problem": "User VPN disconnects every 10 minutes"}\'',
             f"  curl -s {self.api_url}/ai-sessions",
             "  make demo     # the whole flow against this stack, in another terminal",
             "Ctrl-C stops everything.",

@@ -86,14 +86,18 @@ def function_arn(logical_id: str) -> str:
 def resolve(value: Any, extra: dict[str, str] | None = None) -> Any:
     """Resolve the intrinsics the template uses, as they would be on the local stack."""
     if isinstance(value, dict) and len(value) == 1:
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
             return _ref(arg, extra)
         if key == "Fn::Sub":
             text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
             return re.sub(
                 r"\$\{([^}]+)\}",
-                lambda m: str(resolve(variables[m.group(1)], extra) if m.group(1) in variables else _ref(m.group(1), extra)),
+                lambda m: str(
+                    resolve(variables[m.group(1)], extra)
+                    if m.group(1) in variables
+                    else _ref(m.group(1), extra)
+                ),
                 text,
             )
         if key == "Fn::GetAtt":
@@ -110,8 +114,13 @@ def resolve(value: Any, extra: dict[str, str] | None = None) -> Any:
 def _ref(name: str, extra: dict[str, str] | None) -> str:
     if extra and name in extra:
         return extra[name]
-    pseudo = {"Stage": LOCAL_STAGE, "AWS::Region": LOCAL_REGION, "AWS::AccountId": LOCAL_ACCOUNT,
-              "AWS::Partition": "aws", "AWS::StackName": "flowpilot-local"}
+    pseudo = {
+        "Stage": LOCAL_STAGE,
+        "AWS::Region": LOCAL_REGION,
+        "AWS::AccountId": LOCAL_ACCOUNT,
+        "AWS::Partition": "aws",
+        "AWS::StackName": "flowpilot-local",
+    }
     if name in pseudo:
         return pseudo[name]
     params = load().get("Parameters", {})

@@ -77,9 +77,30 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     with mock_aws(config=aws.MOTO_CONFIG), aws.lambda_dispatch(), no_sleep:
         aws.reset_process_caches()
         aws.create_tables()
-        env["state_machines"] = ",".join(aws.create_state_machines().values())
+        machines = list(aws.create_state_machines().values())
+        env["state_machines"] = ",".join(machines)
         yield env
+        _drain_executions(machines)
     aws.reset_process_caches()
+
+
+def running_executions(machines: list[str]) -> list[str]:
+    import boto3
+
+    sfn = boto3.client("stepfunctions")
+    return [
+        e["executionArn"]
+        for arn in machines
+        for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+    ]
+
+
+def _drain_executions(machines: list[str], timeout: float = 20.0) -> None:
+    """No execution may outlive its test: wait for stragglers (drift re-checks) before moto goes away."""
+    deadline = time.monotonic() + timeout
+    while (running := running_executions(machines)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running, f"executions still running after the test: {running}"
 
 
 @pytest.fixture
@@ -102,6 +123,7 @@ def cw(aws_env: dict[str, str]) -> Iterator[Any]:
     sim.demo = sim.seed_demo()  # type: ignore[attr-defined]
     try:
         yield sim
+        _drain_executions(aws_env["state_machines"].split(","))
     finally:
         sim.stop()
 

@@ -76,15 +76,21 @@ def make_app(*routers: Router) -> APIGatewayHttpResolver:
     @app.exception_handler(FlowPilotError)
     def _domain_error(error: FlowPilotError) -> Response[Any]:
         logger.info("request refused", extra={"error_code": error.code, "status": error.status})
-        metrics.add_metric(name="ClientError" if error.status < 500 else "UpstreamError", unit="Count", value=1)
+        metrics.add_metric(
+            name="ClientError" if error.status < 500 else "UpstreamError", unit="Count", value=1
+        )
         return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:
         detail = [
-            {"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in error.errors()
+            {"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
+            for e in error.errors()
         ]
-        body = {"error": {"code": "validation_error", "message": _validation_message(detail)}, "detail": detail}
+        body = {
+            "error": {"code": "validation_error", "message": _validation_message(detail)},
+            "detail": detail,
+        }
         metrics.add_metric(name="ClientError", unit=MetricUnit.Count, value=1)
         return Response(HTTPStatus.UNPROCESSABLE_ENTITY, content_types.APPLICATION_JSON, body)
 
@@ -111,13 +117,17 @@ def handler_for(*routers: Router) -> Callable[[dict[str, Any], LambdaContext], d
             metrics.add_metric(name="Request", unit=MetricUnit.Count, value=1)
             refused = _content_type_error(event)
             if refused is not None:
-                return {"statusCode": refused.status, "headers": {"Content-Type": "application/json"},
-                        "body": json.dumps(refused.body()), "isBase64Encoded": False}
+                return {
+                    "statusCode": refused.status,
+                    "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps(refused.body()),
+                    "isBase64Encoded": False,
+                }
             return app.resolve(event, context)
         finally:
             _event.reset(token)
 
-    lambda_handler.app = app  # type: ignore[attr-defined]
+    lambda_handler.app = app
     return lambda_handler
 
 

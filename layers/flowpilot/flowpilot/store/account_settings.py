@@ -26,4 +26,4 @@ def put_field(account_id: str, field: str, value: dict[str, Any], now: str) -> d
         ExpressionAttributeValues={":v": value, ":now": now},
         ReturnValues="ALL_NEW",
     )
-    return dynamo.plain(response["Attributes"])  # type: ignore[no-any-return]
+    return dynamo.plain(response["Attributes"])

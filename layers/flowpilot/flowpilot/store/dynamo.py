@@ -32,16 +32,16 @@ def _resource() -> Any:
 
 
 def sessions_table() -> Table:
-    return _resource().Table(settings().sessions_table)  # type: ignore[no-any-return]
+    return _resource().Table(settings().sessions_table)
 
 
 def preview_cache_table() -> Table:
-    return _resource().Table(settings().preview_cache_table)  # type: ignore[no-any-return]
+    return _resource().Table(settings().preview_cache_table)
 
 
 def client() -> DynamoDBClient:
     """The resource's client: it (de)serialises plain Python values, transactions included."""
-    return _resource().meta.client  # type: ignore[no-any-return]
+    return _resource().meta.client
 
 
 def reset_clients() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -62,7 +63,9 @@ def put_new_session(account_id: str, session: Session) -> None:
 
 
 def get_session_item(account_id: str, session_id: str, *, consistent: bool = True) -> dict[str, Any] | None:
-    response = dynamo.sessions_table().get_item(Key=session_key(account_id, session_id), ConsistentRead=consistent)
+    response = dynamo.sessions_table().get_item(
+        Key=session_key(account_id, session_id), ConsistentRead=consistent
+    )
     item = response.get("Item")
     return dynamo.plain(item) if item else None
 
@@ -85,7 +88,9 @@ def _decode_cursor(cursor: str, status: str | None) -> str:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         order_key = data["k"]
-        valid = data.get("v") == 1 and isinstance(order_key, str) and "#" in order_key and len(order_key) < 200
+        valid = (
+            data.get("v") == 1 and isinstance(order_key, str) and "#" in order_key and len(order_key) < 200
+        )
     except (ValueError, KeyError, TypeError, binascii.Error):
         valid = False
     if not valid or data.get("st") != (status or "*"):
@@ -98,7 +103,12 @@ def list_sessions(
 ) -> tuple[list[Session], str | None]:
     """One page, newest first. Reads at most limit + 1 items: the extra one only says whether more exist."""
     if status is None:
-        index, pk_name, sk_name, pk = dynamo.BY_ACCOUNT_INDEX, "GSI1PK", "GSI1SK", dynamo.account_pk(account_id)
+        index, pk_name, sk_name, pk = (
+            dynamo.BY_ACCOUNT_INDEX,
+            "GSI1PK",
+            "GSI1SK",
+            dynamo.account_pk(account_id),
+        )
     else:
         index, pk_name, sk_name = dynamo.BY_STATUS_INDEX, "GSI2PK", "GSI2SK"
         pk = dynamo.status_pk(account_id, status)
@@ -140,24 +150,60 @@ def bump_version_update(account_id: str, session_id: str, expected_version: int,
             "ConditionExpression": "state_version = :expected AND #status = :active",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {
-                ":next": expected_version + 1, ":expected": expected_version, ":now": now, ":active": "active"
+                ":next": expected_version + 1,
+                ":expected": expected_version,
+                ":now": now,
+                ":active": "active",
             },
         }
     }
 
 
+@dataclass(frozen=True, slots=True)
+class ConditionalUpdate:
+    """A change to an existing item, made in a version-bump transaction only if `condition` holds.
+
+    `set_values` become `SET #name = :name`; `condition` may refer to them as `#name` / `:name`.
+    """
+
+    key: dict[str, str]
+    set_values: dict[str, Any]
+    condition: str
+
+    def transact_item(self, table: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": table,
+                "Key": self.key,
+                "UpdateExpression": "SET " + ", ".join(f"#{k} = :{k}" for k in self.set_values),
+                "ConditionExpression": self.condition,
+                "ExpressionAttributeNames": {f"#{k}": k for k in self.set_values},
+                "ExpressionAttributeValues": {f":{k}": v for k, v in self.set_values.items()},
+            }
+        }
+
+
 def put_with_version_bump(
-    account_id: str, session_id: str, expected_version: int, now: str, puts: list[dict[str, Any]]
+    account_id: str,
+    session_id: str,
+    expected_version: int,
+    now: str,
+    writes: Sequence[dict[str, Any] | ConditionalUpdate],
 ) -> None:
-    """Write `puts` and bump state_version in one transaction (one write request). Raises ConditionFailed."""
+    """Write `writes` and bump state_version in one transaction (one write request). Raises ConditionFailed.
+
+    A dict is a new item (put only if absent); a ConditionalUpdate changes an existing one.
+    """
     table = dynamo.sessions_table().name
     items = [
-        {"Put": {"TableName": table, "Item": p, "ConditionExpression": "attribute_not_exists(SK)"}}
-        for p in puts
+        w.transact_item(table)
+        if isinstance(w, ConditionalUpdate)
+        else {"Put": {"TableName": table, "Item": w, "ConditionExpression": "attribute_not_exists(SK)"}}
+        for w in writes
     ]
     try:
         dynamo.client().transact_write_items(
-            TransactItems=[*items, bump_version_update(account_id, session_id, expected_version, now)]  # type: ignore[list-item]
+            TransactItems=[*items, bump_version_update(account_id, session_id, expected_version, now)]
         )
     except ClientError as error:
         if is_condition_failure(error):
@@ -189,8 +235,15 @@ def iter_evidence(account_id: str, session_id: str) -> Iterator[Evidence]:
 
 
 def update_session(
-    account_id: str, session_id: str, *, set_values: dict[str, Any], condition: str, values: dict[str, Any],
-    names: dict[str, str] | None = None, remove: list[str] | None = None, extra_update: str | None = None,
+    account_id: str,
+    session_id: str,
+    *,
+    set_values: dict[str, Any],
+    condition: str,
+    values: dict[str, Any],
+    names: dict[str, str] | None = None,
+    remove: list[str] | None = None,
+    extra_update: str | None = None,
 ) -> Session:
     """A conditional update returning the new session; ConditionFailed if the condition does not hold."""
     assignments = ", ".join([f"#{k} = :{k}" for k in set_values] + ([extra_update] if extra_update else []))

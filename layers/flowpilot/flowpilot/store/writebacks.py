@@ -18,15 +18,19 @@ def ledger_key(account_id: str, session_id: str, writeback_id: str) -> dict[str,
 
 
 def get(account_id: str, session_id: str, writeback_id: str) -> dict[str, Any] | None:
-    item = dynamo.sessions_table().get_item(
-        Key=ledger_key(account_id, session_id, writeback_id), ConsistentRead=True
-    ).get("Item")
+    item = (
+        dynamo.sessions_table()
+        .get_item(Key=ledger_key(account_id, session_id, writeback_id), ConsistentRead=True)
+        .get("Item")
+    )
     if not item:
         return None
     return {k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}}
 
 
-def start(account_id: str, session_id: str, entry: dict[str, Any], lock_condition_version: int | None) -> None:
+def start(
+    account_id: str, session_id: str, entry: dict[str, Any], lock_condition_version: int | None
+) -> None:
     """Put the ledger entry and take the session's write-back lock in one transaction.
 
     Raises ConditionFailed when the session is closed or already has a write-back running.
@@ -39,7 +43,11 @@ def start(account_id: str, session_id: str, entry: dict[str, Any], lock_conditio
         "UpdateExpression": "SET active_writeback_id = :wb, updated_at = :now",
         "ConditionExpression": "attribute_exists(PK) AND #st = :active AND attribute_not_exists(active_writeback_id)",
         "ExpressionAttributeNames": {"#st": "status"},
-        "ExpressionAttributeValues": {":wb": entry["writeback_id"], ":now": entry["created_at"], ":active": "active"},
+        "ExpressionAttributeValues": {
+            ":wb": entry["writeback_id"],
+            ":now": entry["created_at"],
+            ":active": "active",
+        },
     }
     if lock_condition_version is not None:
         lock["ConditionExpression"] += " AND state_version = :sv"
@@ -47,7 +55,13 @@ def start(account_id: str, session_id: str, entry: dict[str, Any], lock_conditio
     try:
         dynamo.client().transact_write_items(
             TransactItems=[
-                {"Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}},
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(SK)",
+                    }
+                },
                 {"Update": lock},
             ]
         )
@@ -58,8 +72,14 @@ def start(account_id: str, session_id: str, entry: dict[str, Any], lock_conditio
 
 
 def update(
-    account_id: str, session_id: str, writeback_id: str, values: dict[str, Any], *, condition: str | None = None,
-    condition_values: dict[str, Any] | None = None, remove: tuple[str, ...] = (),
+    account_id: str,
+    session_id: str,
+    writeback_id: str,
+    values: dict[str, Any],
+    *,
+    condition: str | None = None,
+    condition_values: dict[str, Any] | None = None,
+    remove: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     names = {f"#{k}": k for k in values}
     expression = "SET " + ", ".join(f"#{k} = :{k}" for k in values)
@@ -82,11 +102,16 @@ def update(
     return {k: v for k, v in dynamo.plain(attributes).items() if k not in {"PK", "SK"}}
 
 
-def record_note_id(account_id: str, session_id: str, writeback_id: str, note_id: str, now: str) -> dict[str, Any]:
+def record_note_id(
+    account_id: str, session_id: str, writeback_id: str, note_id: str, now: str
+) -> dict[str, Any]:
     """First writer wins: a note id, once recorded, is never replaced."""
     try:
         return update(
-            account_id, session_id, writeback_id, {"note_id": note_id, "note_posted_at": now, "updated_at": now},
+            account_id,
+            session_id,
+            writeback_id,
+            {"note_id": note_id, "note_posted_at": now, "updated_at": now},
             condition="attribute_not_exists(note_id)",
         )
     except ConditionFailed:
@@ -96,7 +121,11 @@ def record_note_id(account_id: str, session_id: str, writeback_id: str, note_id:
 
 
 def finish_session(
-    account_id: str, session_id: str, writeback_id: str, set_values: dict[str, Any], remove: tuple[str, ...] = ()
+    account_id: str,
+    session_id: str,
+    writeback_id: str,
+    set_values: dict[str, Any],
+    remove: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Release the session's lock (only if this write-back holds it) and apply the outcome to the session."""
     names = {f"#{k}": k for k in set_values}
@@ -115,7 +144,7 @@ def finish_session(
         if is_condition_failure(error):
             raise ConditionFailed from error
         raise
-    return dynamo.plain(response["Attributes"])  # type: ignore[no-any-return]
+    return dynamo.plain(response["Attributes"])
 
 
 def set_session_fields(account_id: str, session_id: str, set_values: dict[str, Any]) -> None:

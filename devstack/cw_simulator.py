@@ -1,0 +1,1017 @@
+"""A ConnectWise Manage simulator: a real HTTP server on loopback that speaks CW's REST wire format.
+
+Owns fake CW state (boards, statuses, tickets, notes), CW's auth, paging and error bodies
+(PSA-NOTES §1, checklist §5) and per-ticket fault knobs that reproduce how CW write-backs fail in
+production: silently ignored status changes, workflow reverts, 429s, 500s, connections dropped after
+the note was stored, slow answers. Dev and test tool only; never shipped in the layer.
+
+    with CWSimulator() as sim:
+        sim.seed_demo()
+        ...  # point a ConnectWiseProvider at sim.base_url (or sim.site_url for codebase discovery)
+
+Run standalone with the demo seed: `python -m devstack.cw_simulator --port 8089`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import copy
+import json
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any, Self
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+DEMO_COMPANY_ID = "flowpilot-demo"
+DEMO_PUBLIC_KEY = "demo-public"
+DEMO_PRIVATE_KEY = "demo-private"
+DEMO_CLIENT_ID = "5b7e3c1a-2f4d-4e8b-9a6c-0d1e2f3a4b5c"
+DEMO_CODEBASE = "v4_6_release/"
+
+# Who writes: the API member (our provider) or a person in the CW UI (state helpers).
+API_MEMBER: dict[str, Any] = {"id": 176, "identifier": "flowpilot-api", "name": "FlowPilot API"}
+HUMAN_MEMBER: dict[str, Any] = {"id": 150, "identifier": "jdoe", "name": "Jane Doe"}
+
+DEFAULT_PAGE_SIZE = 25
+MAX_PAGE_SIZE = 1000
+SUMMARY_MAX_LENGTH = 100
+_NOTE_FLAGS = ("detailDescriptionFlag", "internalAnalysisFlag", "resolutionFlag", "issueFlag")
+
+_COMPANYINFO = re.compile(r"^/login/companyinfo/([^/]+)/?$", re.I)
+_TICKET_SCOPE = re.compile(r"^/service/tickets/(\d+)(?:/|$)", re.I)
+_TICKET = re.compile(r"^/service/tickets/(\d+)/?$", re.I)
+_NOTES = re.compile(r"^/service/tickets/(\d+)/notes/?$", re.I)
+_NOTE = re.compile(r"^/service/tickets/(\d+)/notes/(\d+)/?$", re.I)
+_STATUSES = re.compile(r"^/service/boards/(\d+)/statuses/?$", re.I)
+_STATUS = re.compile(r"^/service/boards/(\d+)/statuses/(\d+)/?$", re.I)
+_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_/]*)\s*(=|!=)\s*(.+?)\s*$")
+
+_IIS_404 = "<html><head><title>404 - File or directory not found.</title></head><body></body></html>"
+
+
+@dataclass
+class TicketFaults:
+    """How CW misbehaves for one ticket. Mutate the object from `sim.faults(id)` or use `sim.set_faults`.
+
+    Counters (`*_next`) count down as calls touching the ticket (any path under
+    `/service/tickets/{id}`) consume them.
+    """
+
+    # PATCH answers 200 with the ticket unchanged (CW silently dropping the change).
+    ignore_status_change: bool = False
+    # A board workflow puts the previous status back this many seconds after a successful PATCH;
+    # 0 = right after the PATCH response is written (later calls on the ticket see the old status).
+    revert_status_after: float | None = None
+    rate_limit_next: int = 0
+    retry_after: int = 5
+    fail_next: int = 0
+    latency: float = 0.0
+    # The next K note POSTs store the note, then reset the connection without any response.
+    drop_after_commit_next: int = 0
+    # This ticket's calls get 401 (see also `CWSimulator.revoke_credentials` for all calls).
+    auth_fail: bool = False
+    # This ticket's calls get 403 {"code": "Security"} (API member lacks the security role).
+    security_denied: bool = False
+    # Note flags CW stores whatever we send (a tenant default that, e.g., makes notes customer-visible).
+    note_flag_overrides: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the simulator saw it. `headers` keys are lower-case; `query` keeps each
+    parameter's first value; `body` is parsed JSON, else the raw text, else None; `status` 0 means the
+    connection was dropped without an answer."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    status: int
+
+
+@dataclass
+class _Board:
+    id: int
+    name: str
+    statuses: dict[int, dict[str, Any]]
+
+
+@dataclass
+class _Ticket:
+    id: int
+    summary: str
+    board_id: int
+    status_id: int
+    closed: bool = False
+    closed_date: str | None = None
+    closed_by: str | None = None
+    customer_updated: bool = False
+    date_entered: str = ""
+    last_updated: str = ""
+    updated_by: str = "jdoe"
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    body_invalid: bool
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json; charset=utf-8"
+    drop: bool = False
+    # Runs after the response is written (the "immediate" workflow revert).
+    after: Callable[[], None] | None = None
+
+
+class _CWError(Exception):
+    """Answer with a CW error body; raised anywhere in request handling."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(body.get("message", ""))
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def _invalid(resource: str, code: str, message: str, field_name: str | None) -> _CWError:
+    return _CWError(
+        400,
+        {
+            "code": "InvalidObject",
+            "message": f"{resource} object is invalid",
+            "errors": [{"code": code, "message": message, "resource": resource, "field": field_name}],
+        },
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CWSimulator:
+    """A ConnectWise Manage tenant on 127.0.0.1. Thread-safe; every state helper takes the lock."""
+
+    def __init__(
+        self,
+        *,
+        company_id: str = DEMO_COMPANY_ID,
+        public_key: str = DEMO_PUBLIC_KEY,
+        private_key: str = DEMO_PRIVATE_KEY,
+        client_id: str = DEMO_CLIENT_ID,
+        codebase: str = DEMO_CODEBASE,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.company_id = company_id
+        self.public_key = public_key
+        self.private_key = private_key
+        self.client_id = client_id
+        self.codebase = codebase.strip("/") + "/"
+        self.verbose = verbose
+        self._host = host
+        self._port = port
+        self._lock = threading.RLock()
+        self._boards: dict[int, _Board] = {}
+        self._tickets: dict[int, _Ticket] = {}
+        self._notes: dict[int, list[dict[str, Any]]] = {}
+        self._faults: dict[int, TicketFaults] = {}
+        self._next_note_id = 5001
+        self._pending_reverts: dict[int, threading.Event] = {}
+        self._timers: list[threading.Timer] = []
+        self._requests: list[RecordedRequest] = []
+        self._credentials_revoked = False
+        self._connections: set[socket.socket] = set()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        server = _Server((self._host, self._port), _Handler)
+        server.sim = self
+        self._server = server
+        self._port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="cw-simulator", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        with self._lock:
+            timers, self._timers = self._timers, []
+            connections = list(self._connections)
+        for timer in timers:
+            timer.cancel()
+        # Idle keep-alive connections would otherwise keep their handler threads blocked on read.
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def site_url(self) -> str:
+        if self._port == 0:
+            raise RuntimeError("start the simulator first")
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.site_url}/{self.codebase}apis/3.0"
+
+    @property
+    def base_path(self) -> str:
+        return f"/{self.codebase}apis/3.0"
+
+    # ---------------------------------------------------------------------------------------------
+    # State helpers (what a human does in the CW UI, or what a test arranges)
+
+    def add_board(self, board_id: int, name: str, statuses: list[dict[str, Any]]) -> None:
+        """Statuses need `id` and `name`; `inactive`, `closedStatus`, `escalationStatus`,
+        `defaultFlag`, `sortOrder` default to a plain open status."""
+        normalized: dict[int, dict[str, Any]] = {}
+        for order, status in enumerate(statuses):
+            sid = int(status["id"])
+            normalized[sid] = {
+                "id": sid,
+                "name": str(status["name"]),
+                "board": {"id": board_id},
+                "sortOrder": int(status.get("sortOrder", order)),
+                "displayOnBoard": bool(status.get("displayOnBoard", True)),
+                "inactive": bool(status.get("inactive", False)),
+                "closedStatus": bool(status.get("closedStatus", False)),
+                "timeEntryNotAllowed": bool(status.get("timeEntryNotAllowed", False)),
+                "defaultFlag": bool(status.get("defaultFlag", False)),
+                "escalationStatus": str(
+                    status.get("escalationStatus", "Resolved" if status.get("closedStatus") else "NotResponded")
+                ),
+                "customerPortalFlag": bool(status.get("customerPortalFlag", False)),
+            }
+        with self._lock:
+            self._boards[board_id] = _Board(id=board_id, name=name, statuses=normalized)
+
+    def add_ticket(self, ticket_id: int | str, *, board_id: int, status_id: int, summary: str) -> None:
+        tid = int(ticket_id)
+        with self._lock:
+            board = self._boards.get(board_id)
+            if board is None:
+                raise ValueError(f"no board {board_id}")
+            status = board.statuses.get(status_id)
+            if status is None:
+                raise ValueError(f"status {status_id} is not on board {board_id}")
+            now = _now()
+            self._tickets[tid] = _Ticket(
+                id=tid,
+                summary=summary[:SUMMARY_MAX_LENGTH],
+                board_id=board_id,
+                status_id=status_id,
+                closed=status["closedStatus"],
+                date_entered=now,
+                last_updated=now,
+            )
+            self._notes.setdefault(tid, [])
+
+    def add_note(self, ticket_id: int | str, text: str, **flags: bool) -> dict[str, Any]:
+        """Store a note directly (as if typed in the CW UI); returns it as GET would."""
+        tid = int(ticket_id)
+        with self._lock:
+            self._require_ticket(tid)
+            note = self._store_note(tid, {"text": text, **flags}, member=HUMAN_MEMBER)
+            return copy.deepcopy(note)
+
+    def ticket(self, ticket_id: int | str) -> dict[str, Any]:
+        """The ticket's current JSON, as `GET /service/tickets/{id}` returns it."""
+        with self._lock:
+            return self._ticket_json(self._require_ticket(int(ticket_id)))
+
+    def notes(self, ticket_id: int | str) -> list[dict[str, Any]]:
+        """The ticket's notes, oldest first, as `GET .../notes` returns them."""
+        with self._lock:
+            self._require_ticket(int(ticket_id))
+            return copy.deepcopy(self._notes[int(ticket_id)])
+
+    def set_status(self, ticket_id: int | str, status_id: int) -> None:
+        """Out-of-band status change, as a person in CW would make it (board rules apply)."""
+        with self._lock:
+            ticket = self._require_ticket(int(ticket_id))
+            status = self._boards[ticket.board_id].statuses.get(status_id)
+            if status is None or status["inactive"]:
+                raise ValueError(f"status {status_id} is not an active status of board {ticket.board_id}")
+            self._apply_status(ticket, status_id, updated_by=str(HUMAN_MEMBER["identifier"]))
+
+    def faults(self, ticket_id: int | str) -> TicketFaults:
+        with self._lock:
+            return self._faults.setdefault(int(ticket_id), TicketFaults())
+
+    def set_faults(self, ticket_id: int | str, **kw: Any) -> TicketFaults:
+        known = {f.name for f in fields(TicketFaults)}
+        unknown = set(kw) - known
+        if unknown:
+            raise TypeError(f"unknown fault knobs: {sorted(unknown)}")
+        faults = self.faults(ticket_id)
+        with self._lock:
+            for name, value in kw.items():
+                setattr(faults, name, value)
+        return faults
+
+    def revoke_credentials(self) -> None:
+        """Every base-path call gets 401 (the API member's keys were rotated) until restored."""
+        with self._lock:
+            self._credentials_revoked = True
+
+    def restore_credentials(self) -> None:
+        with self._lock:
+            self._credentials_revoked = False
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def seed_demo(self) -> dict[str, Any]:
+        """Two boards and tickets 1001..1006; returns what was made and what each ticket is for."""
+        self.add_board(
+            1,
+            "Service Desk",
+            [
+                {"id": 1, "name": "New", "defaultFlag": True},
+                {"id": 2, "name": "In Progress", "escalationStatus": "Responded"},
+                {"id": 3, "name": "Waiting on Customer", "escalationStatus": "ResolutionPlan"},
+                {"id": 5, "name": "Resolved", "closedStatus": True, "escalationStatus": "Resolved"},
+                {"id": 6, "name": "Escalated - Tier 2", "escalationStatus": "Responded"},
+                {"id": 7, "name": ">Closed", "closedStatus": True, "escalationStatus": "Resolved"},
+                {"id": 8, "name": "Old - Do Not Use", "inactive": True},
+            ],
+        )
+        self.add_board(
+            2,
+            "Escalations",
+            [
+                {"id": 21, "name": "New", "defaultFlag": True},
+                {"id": 22, "name": "Triage", "escalationStatus": "Responded"},
+                {"id": 23, "name": "Engineering", "escalationStatus": "Responded"},
+                {"id": 24, "name": "Waiting on Vendor", "escalationStatus": "ResolutionPlan"},
+                {"id": 25, "name": "Resolved", "closedStatus": True, "escalationStatus": "Resolved"},
+                {"id": 26, "name": "Cancelled", "inactive": True},
+            ],
+        )
+        tickets = {
+            1001: (1, 2, "VPN drops every 10 minutes", "resolve: happy path"),
+            1002: (1, 2, "Exchange mailbox migration stuck", "escalate: internal note + Escalated - Tier 2"),
+            1003: (1, 1, "Printer offline on 3rd floor", "silent reject: PATCH 200, status unchanged"),
+            1004: (1, 2, "Outlook prompts for password", "workflow revert: status flips back after 1 s"),
+            1005: (2, 22, "Firewall firmware bug", "spare, on the Escalations board"),
+            1006: (1, 3, "New starter laptop", "spare"),
+        }
+        for tid, (board_id, status_id, summary, _) in tickets.items():
+            self.add_ticket(tid, board_id=board_id, status_id=status_id, summary=summary)
+        self.set_faults(1003, ignore_status_change=True)
+        self.set_faults(1004, revert_status_after=1.0)
+        with self._lock:
+            boards = {
+                str(b.id): {
+                    "name": b.name,
+                    "statuses": {str(s["id"]): s["name"] for s in b.statuses.values()},
+                }
+                for b in self._boards.values()
+            }
+        return {
+            "company_id": self.company_id,
+            "public_key": self.public_key,
+            "private_key": self.private_key,
+            "client_id": self.client_id,
+            "site_url": self.site_url,
+            "base_url": self.base_url,
+            "boards": boards,
+            "tickets": {str(tid): purpose for tid, (_, _, _, purpose) in tickets.items()},
+            "statuses": {"resolved": 5, "escalated": 6},
+        }
+
+    # ---------------------------------------------------------------------------------------------
+    # Request handling
+
+    def _record(self, req: _Request, status: int) -> None:
+        with self._lock:
+            self._requests.append(RecordedRequest(req.method, req.path, req.query, req.headers, req.body, status))
+
+    def _respond(self, req: _Request) -> _Reply:
+        try:
+            return self._route(req)
+        except _CWError as err:
+            return _Reply(err.status, err.body, headers=err.headers)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            return _Reply(500, {"code": "UnexpectedError", "message": "An unexpected error has occurred."})
+
+    def _route(self, req: _Request) -> _Reply:
+        if m := _COMPANYINFO.match(req.path):
+            if req.method != "GET":
+                raise self._method_not_allowed(req)
+            return self._companyinfo(m.group(1))
+        if not req.path.lower().startswith(self.base_path.lower() + "/"):
+            # Wrong codebase or site: IIS answers, not the CW API.
+            return _Reply(404, _IIS_404, content_type="text/html")
+        sub = req.path[len(self.base_path) :]
+        self._check_auth(req)
+        if scope := _TICKET_SCOPE.match(sub):
+            self._ticket_faults(int(scope.group(1)))
+        if req.method in {"POST", "PUT", "PATCH"}:
+            ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json" and not ctype.endswith("+json"):
+                raise _CWError(
+                    415,
+                    {
+                        "code": "UnsupportedMediaType",
+                        "message": f"The request entity's media type '{ctype}' is not supported.",
+                    },
+                )
+            if req.body_invalid:
+                raise _CWError(400, {"code": "InvalidObject", "message": "The request body is not valid JSON."})
+
+        routes: list[tuple[re.Pattern[str], dict[str, Callable[[_Request, re.Match[str]], _Reply]]]] = [
+            (_TICKET, {"GET": self._get_ticket, "PATCH": self._patch_ticket}),
+            (_NOTES, {"GET": self._list_notes, "POST": self._post_note}),
+            (_NOTE, {"GET": self._get_note}),
+            (_STATUSES, {"GET": self._list_statuses}),
+            (_STATUS, {"GET": self._get_status}),
+        ]
+        for pattern, methods in routes:
+            if m := pattern.match(sub):
+                handler = methods.get(req.method)
+                if handler is None:
+                    raise self._method_not_allowed(req)
+                return handler(req, m)
+        raise _CWError(404, {"code": "NotFound", "message": f"The resource '{sub}' was not found."})
+
+    def _method_not_allowed(self, req: _Request) -> _CWError:
+        message = f"The requested resource does not support http method '{req.method}'."
+        return _CWError(405, {"code": "MethodNotAllowed", "message": message})
+
+    def _companyinfo(self, company: str) -> _Reply:
+        if company.lower() != self.company_id.lower():
+            return _Reply(404, {"code": "NotFound", "message": f"Company '{company}' not found."})
+        return _Reply(
+            200,
+            {
+                "CompanyName": "FlowPilot Demo MSP",
+                "Codebase": self.codebase,
+                "VersionCode": "v2025.1",
+                "VersionNumber": "v4.6.97000",
+                "CompanyID": self.company_id,
+                "IsCloud": False,
+                "SiteUrl": f"{self._host}:{self._port}",
+            },
+        )
+
+    def _check_auth(self, req: _Request) -> None:
+        unauthorized = {"WWW-Authenticate": 'Basic realm="ConnectWise"'}
+        with self._lock:
+            revoked = self._credentials_revoked
+        if revoked or not self._credentials_ok(req.headers.get("authorization", "")):
+            body = {
+                "code": "Unauthorized",
+                "message": "Authentication failed: invalid or missing credentials.",
+            }
+            raise _CWError(401, body, unauthorized)
+        client_id = req.headers.get("clientid", "").strip()
+        if not client_id:
+            raise _CWError(401, {"code": "Unauthorized", "message": "clientId header is required."}, unauthorized)
+        if client_id.lower() != self.client_id.lower():
+            raise _CWError(401, {"code": "Unauthorized", "message": "clientId is not valid."}, unauthorized)
+
+    def _credentials_ok(self, authorization: str) -> bool:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user, _, password = decoded.partition(":")
+        company, _, public = user.partition("+")
+        return company.lower() == self.company_id.lower() and public == self.public_key and password == self.private_key
+
+    def _ticket_faults(self, tid: int) -> None:
+        """Apply the ticket's fault knobs before the call is handled (raises the faulty answer)."""
+        with self._lock:
+            pending = self._pending_reverts.get(tid)
+            faults = self._faults.get(tid)
+        if pending is not None:
+            pending.wait(timeout=2)
+        if faults is None:
+            return
+        if faults.latency > 0:
+            time.sleep(faults.latency)
+        if faults.auth_fail:
+            raise _CWError(401, {"code": "Unauthorized", "message": "Authentication failed."})
+        if faults.security_denied:
+            message = "You do not have security permission to perform this action."
+            raise _CWError(403, {"code": "Security", "message": message})
+        with self._lock:
+            if faults.rate_limit_next > 0:
+                faults.rate_limit_next -= 1
+                raise _CWError(
+                    429,
+                    {"code": "TooManyRequests", "message": "Request volume exceeds capacity limits."},
+                    {"Retry-After": str(faults.retry_after)},
+                )
+            if faults.fail_next > 0:
+                faults.fail_next -= 1
+                message = "An unexpected error has occurred. Please contact your administrator."
+                raise _CWError(500, {"code": "UnexpectedError", "message": message})
+
+    def _require_ticket(self, tid: int) -> _Ticket:
+        ticket = self._tickets.get(tid)
+        if ticket is None:
+            raise _CWError(404, {"code": "NotFound", "message": f"Ticket ID {tid} not found.", "errors": None})
+        return ticket
+
+    # --- tickets ---
+
+    def _get_ticket(self, req: _Request, m: re.Match[str]) -> _Reply:
+        with self._lock:
+            data = self._ticket_json(self._require_ticket(int(m.group(1))))
+        if wanted := req.query.get("fields"):
+            keep = {f.strip() for f in wanted.split(",")}
+            data = {k: v for k, v in data.items() if k in keep}
+        return _Reply(200, data)
+
+    def _patch_ticket(self, req: _Request, m: re.Match[str]) -> _Reply:
+        tid = int(m.group(1))
+        if not isinstance(req.body, list) or not req.body:
+            raise _invalid("ticket", "InvalidField", "The body must be a non-empty JSON-Patch array.", None)
+        with self._lock:
+            ticket = self._require_ticket(tid)
+            board = self._boards[ticket.board_id]
+            changes: dict[str, Any] = {}
+            for op in req.body:
+                name, value = self._patch_op(op)
+                changes[name] = value
+            if "status" in changes:
+                sid = changes["status"]
+                status = board.statuses.get(sid)
+                if status is None:
+                    message = f"Service Status {sid} not found for Service Board {board.id}"
+                    raise _invalid("ticket", "NotFound", message, "status/id")
+                if status["inactive"]:
+                    message = f"Service Status {sid} is inactive for Service Board {board.id}"
+                    raise _invalid("ticket", "InvalidField", message, "status/id")
+            faults = self._faults.get(tid) or TicketFaults()
+            reply = _Reply(200)
+            if not faults.ignore_status_change:
+                previous = ticket.status_id
+                if "summary" in changes:
+                    ticket.summary = changes["summary"]
+                if "customerUpdatedFlag" in changes:
+                    ticket.customer_updated = changes["customerUpdatedFlag"]
+                ticket.last_updated, ticket.updated_by = _now(), API_MEMBER["identifier"]
+                if "status" in changes and changes["status"] != previous:
+                    self._apply_status(ticket, changes["status"], updated_by=str(API_MEMBER["identifier"]))
+                    reply.after = self._schedule_revert(tid, previous, changes["status"], faults)
+            reply.body = self._ticket_json(ticket)
+        return reply
+
+    def _patch_op(self, op: Any) -> tuple[str, Any]:
+        if not isinstance(op, dict) or not isinstance(op.get("path"), str) or "value" not in op:
+            raise _invalid("ticket", "InvalidField", "Each operation needs op, path and value.", None)
+        path = op["path"].strip().lstrip("/").lower()
+        if str(op.get("op", "")).lower() != "replace":
+            raise _invalid("ticket", "InvalidField", f"The operation '{op.get('op')}' is not supported.", path)
+        value = op["value"]
+        if path == "status":
+            value = value.get("id") if isinstance(value, dict) else None
+            return "status", self._status_id(value, path)
+        if path == "status/id":
+            return "status", self._status_id(value, path)
+        if path == "summary":
+            if not isinstance(value, str) or not value.strip():
+                raise _invalid("ticket", "MissingRequiredField", "summary is required.", "summary")
+            if len(value) > SUMMARY_MAX_LENGTH:
+                message = f"summary cannot be longer than {SUMMARY_MAX_LENGTH} characters."
+                raise _invalid("ticket", "MaxLengthField", message, "summary")
+            return "summary", value
+        if path == "customerupdatedflag":
+            if not isinstance(value, bool):
+                raise _invalid("ticket", "InvalidField", "customerUpdatedFlag must be a boolean.", path)
+            return "customerUpdatedFlag", value
+        raise _invalid("ticket", "InvalidField", "the path source is not valid", op["path"])
+
+    def _status_id(self, value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+            raise _invalid("ticket", "InvalidField", "status id must be an integer.", "status/id")
+        return int(value)
+
+    def _apply_status(self, ticket: _Ticket, status_id: int, *, updated_by: str) -> None:
+        status = self._boards[ticket.board_id].statuses[status_id]
+        ticket.status_id = status_id
+        ticket.last_updated, ticket.updated_by = _now(), updated_by
+        if status["closedStatus"] and not ticket.closed:
+            ticket.closed, ticket.closed_date, ticket.closed_by = True, ticket.last_updated, updated_by
+        elif not status["closedStatus"]:
+            ticket.closed, ticket.closed_date, ticket.closed_by = False, None, None
+
+    def _schedule_revert(
+        self, tid: int, previous: int, applied: int, faults: TicketFaults
+    ) -> Callable[[], None] | None:
+        delay = faults.revert_status_after
+        if delay is None:
+            return None
+
+        def revert() -> None:
+            with self._lock:
+                ticket = self._tickets.get(tid)
+                # A workflow keyed on the status we set: if someone moved it since, it no longer fires.
+                if ticket is not None and ticket.status_id == applied:
+                    self._apply_status(ticket, previous, updated_by="Workflow")
+                done = self._pending_reverts.pop(tid, None)
+            if done is not None:
+                done.set()
+
+        if delay <= 0:
+            # Calls on this ticket wait until the revert ran, so "immediately" is deterministic.
+            self._pending_reverts[tid] = threading.Event()
+            return revert
+        timer = threading.Timer(delay, revert)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+        return None
+
+    def _ticket_json(self, ticket: _Ticket) -> dict[str, Any]:
+        board = self._boards[ticket.board_id]
+        status = board.statuses[ticket.status_id]
+        base = self.base_url
+        return {
+            "id": ticket.id,
+            "summary": ticket.summary,
+            "recordType": "ServiceTicket",
+            "board": {
+                "id": board.id,
+                "name": board.name,
+                "_info": {"board_href": f"{base}/service/boards/{board.id}"},
+            },
+            "status": {
+                "id": status["id"],
+                "name": status["name"],
+                "_info": {"status_href": f"{base}/service/boards/{board.id}/statuses/{status['id']}"},
+            },
+            "closedFlag": ticket.closed,
+            "closedDate": ticket.closed_date,
+            "closedBy": ticket.closed_by,
+            "customerUpdatedFlag": ticket.customer_updated,
+            "processNotifications": None,
+            "automaticEmailContactFlag": False,
+            "automaticEmailResourceFlag": False,
+            "automaticEmailCcFlag": False,
+            "_info": {
+                "lastUpdated": ticket.last_updated,
+                "dateEntered": ticket.date_entered,
+                "updatedBy": ticket.updated_by,
+                "notes_href": f"{base}/service/tickets/{ticket.id}/notes",
+            },
+        }
+
+    # --- notes ---
+
+    def _list_notes(self, req: _Request, m: re.Match[str]) -> _Reply:
+        tid = int(m.group(1))
+        with self._lock:
+            self._require_ticket(tid)
+            notes = copy.deepcopy(self._notes[tid])
+        return self._page(req, notes)
+
+    def _get_note(self, req: _Request, m: re.Match[str]) -> _Reply:
+        tid, note_id = int(m.group(1)), int(m.group(2))
+        with self._lock:
+            self._require_ticket(tid)
+            for note in self._notes[tid]:
+                if note["id"] == note_id:
+                    return _Reply(200, copy.deepcopy(note))
+        raise _CWError(404, {"code": "NotFound", "message": f"Ticket Note ID {note_id} not found."})
+
+    def _post_note(self, req: _Request, m: re.Match[str]) -> _Reply:
+        tid = int(m.group(1))
+        body = req.body
+        if not isinstance(body, dict):
+            raise _invalid("serviceNote", "InvalidField", "The body must be a JSON object.", None)
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise _invalid("serviceNote", "MissingRequiredField", "text is required.", "text")
+        for name in (*_NOTE_FLAGS, "customerUpdatedFlag", "processNotifications"):
+            if body.get(name) is not None and not isinstance(body[name], bool):
+                raise _invalid("serviceNote", "InvalidField", f"{name} must be a boolean.", name)
+        with self._lock:
+            ticket = self._require_ticket(tid)
+            faults = self._faults.get(tid) or TicketFaults()
+            note = self._store_note(tid, {**body, **faults.note_flag_overrides}, member=API_MEMBER)
+            if note["customerUpdatedFlag"]:
+                ticket.customer_updated = True
+                ticket.last_updated = _now()
+            if faults.drop_after_commit_next > 0:
+                faults.drop_after_commit_next -= 1
+                return _Reply(0, drop=True)
+            created = copy.deepcopy(note)
+        # PSA-NOTES §1.3 quirk: the create response says internal AND external; GET says null for both.
+        created["internalFlag"] = True
+        created["externalFlag"] = True
+        return _Reply(201, created)
+
+    def _store_note(self, tid: int, body: dict[str, Any], *, member: dict[str, Any]) -> dict[str, Any]:
+        now, created_by = _now(), str(member["identifier"])
+        note = {
+            "id": self._next_note_id,
+            "ticketId": tid,
+            "text": body["text"],
+            **{name: bool(body.get(name, False)) for name in _NOTE_FLAGS},
+            "member": dict(member),
+            "contact": None,
+            "customerUpdatedFlag": bool(body.get("customerUpdatedFlag", False)),
+            "processNotifications": body.get("processNotifications"),
+            "dateCreated": now,
+            "createdBy": created_by,
+            "internalFlag": None,
+            "externalFlag": None,
+            "_info": {"lastUpdated": now, "updatedBy": created_by},
+        }
+        self._next_note_id += 1
+        self._notes[tid].append(note)
+        return note
+
+    # --- boards ---
+
+    def _list_statuses(self, req: _Request, m: re.Match[str]) -> _Reply:
+        board_id = int(m.group(1))
+        with self._lock:
+            board = self._boards.get(board_id)
+            if board is None:
+                raise _CWError(404, {"code": "NotFound", "message": f"Board ID {board_id} not found."})
+            statuses = copy.deepcopy(list(board.statuses.values()))
+        return self._page(req, statuses)
+
+    def _get_status(self, req: _Request, m: re.Match[str]) -> _Reply:
+        board_id, status_id = int(m.group(1)), int(m.group(2))
+        with self._lock:
+            board = self._boards.get(board_id)
+            status = board.statuses.get(status_id) if board else None
+            if status is None:
+                message = f"Service Status {status_id} not found for Service Board {board_id}"
+                raise _CWError(404, {"code": "NotFound", "message": message})
+            return _Reply(200, copy.deepcopy(status))
+
+    # --- lists ---
+
+    def _page(self, req: _Request, items: list[dict[str, Any]]) -> _Reply:
+        """CW list semantics: `conditions`, `orderBy`, `page`/`pageSize` and a `Link` header."""
+        if conditions := req.query.get("conditions"):
+            items = [i for i in items if _matches(i, conditions)]
+        items = _ordered(items, req.query.get("orderBy", "id asc"))
+        size = min(MAX_PAGE_SIZE, max(1, _int_param(req.query, "pageSize", DEFAULT_PAGE_SIZE)))
+        page = max(1, _int_param(req.query, "page", 1))
+        last = max(1, -(-len(items) // size))
+        chunk = items[(page - 1) * size : page * size]
+        links = []
+        if page < last:
+            links.append(f'<{self._page_url(req, page + 1)}>; rel="next"')
+        if page > 1:
+            links.append(f'<{self._page_url(req, page - 1)}>; rel="prev"')
+            links.append(f'<{self._page_url(req, 1)}>; rel="first"')
+        if last > 1:
+            links.append(f'<{self._page_url(req, last)}>; rel="last"')
+        return _Reply(200, chunk, headers={"Link": ", ".join(links)} if links else {})
+
+    def _page_url(self, req: _Request, page: int) -> str:
+        query = {**req.query, "page": str(page)}
+        return f"{self.site_url}{req.path}?{urlencode(query)}"
+
+
+def _int_param(query: dict[str, str], name: str, default: int) -> int:
+    value = query.get(name, "")
+    if not value:
+        return default
+    if not value.strip().isdigit():
+        raise _CWError(400, {"code": "InvalidObject", "message": f"{name} must be an integer."})
+    return int(value)
+
+
+def _field(item: dict[str, Any], path: str) -> Any:
+    value: Any = item
+    for part in path.split("/"):
+        if not isinstance(value, dict):
+            return None
+        value = next((v for k, v in value.items() if k.lower() == part.lower()), None)
+    return value
+
+
+def _matches(item: dict[str, Any], conditions: str) -> bool:
+    """The subset of CW conditions the simulator understands: `a = v [and b != v ...]`."""
+    for clause in re.split(r"\s+and\s+", conditions, flags=re.I):
+        m = _CONDITION.match(clause)
+        if m is None:
+            raise _CWError(400, {"code": "InvalidObject", "message": f"Unsupported condition: {clause}"})
+        name, op, raw = m.groups()
+        expected: Any
+        if raw.lower() in {"true", "false"}:
+            expected = raw.lower() == "true"
+        elif raw.lstrip("-").isdigit():
+            expected = int(raw)
+        elif len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+            expected = raw[1:-1]
+        else:
+            raise _CWError(400, {"code": "InvalidObject", "message": f"Unsupported condition value: {raw}"})
+        if (_field(item, name) == expected) != (op == "="):
+            return False
+    return True
+
+
+def _ordered(items: list[dict[str, Any]], order_by: str) -> list[dict[str, Any]]:
+    # Stable sorts applied last key first give a multi-key `orderBy=a desc, b asc`.
+    for part in reversed([p.strip() for p in order_by.split(",") if p.strip()]):
+        name, _, direction = part.partition(" ")
+
+        def key(item: dict[str, Any], name: str = name) -> tuple[bool, Any]:
+            value = _field(item, name)
+            return (value is None, 0 if value is None else value)
+
+        items = sorted(items, key=key, reverse=direction.strip().lower() == "desc")
+    return items
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 drops SYNs under a burst of parallel clients (1 s retransmit).
+    request_queue_size = 128
+    sim: CWSimulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out and hang up are part of the fault model, not simulator bugs.
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, delayed ACKs add ~40 ms to every answer.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.sim._lock:
+            self.server.sim._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.sim._lock:
+            self.server.sim._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.sim.verbose:
+            super().log_message(format, *args)
+
+    def _serve(self) -> None:
+        sim = self.server.sim
+        req = self._read_request()
+        reply = sim._respond(req)
+        sim._record(req, 0 if reply.drop else reply.status)
+        if reply.drop:
+            # RST, not FIN: the client sees a reset connection and no response at all.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        if isinstance(reply.body, str):
+            payload = reply.body.encode()
+        else:
+            payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-cw-request-id", str(uuid.uuid4()))
+            self.send_header("x-server-name", "cw-simulator")
+            self.send_header("api-current-version", "2025.1")
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+            self.wfile.flush()
+        finally:
+            # The workflow runs whether or not the client was still listening.
+            if reply.after is not None:
+                reply.after()
+
+    def _read_request(self) -> _Request:
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode("utf-8", "replace") if length > 0 else ""
+        body: Any = None
+        invalid = False
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body, invalid = raw, True
+        return _Request(self.command, parts.path, query, headers, body, invalid)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="ConnectWise Manage simulator with the demo seed")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+
+    sim = CWSimulator(host=args.host, port=args.port, verbose=args.verbose)
+    sim.start()
+    seed = sim.seed_demo()
+    print(f"ConnectWise simulator: {sim.base_url}")
+    print(f"  site (companyinfo): {sim.site_url}/login/companyinfo/{sim.company_id}")
+    print(f"  company id:  {sim.company_id}")
+    print(f"  public key:  {sim.public_key}   (fake demo credentials)")
+    print(f"  private key: {sim.private_key}")
+    print(f"  clientId:    {sim.client_id}")
+    for tid, purpose in seed["tickets"].items():
+        print(f"  ticket {tid}: {purpose}")
+    sys.stdout.flush()
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()

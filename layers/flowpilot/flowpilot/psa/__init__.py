@@ -1,0 +1,43 @@
+"""PSA providers: the shared interface and errors (`base`) and one module per PSA (`connectwise`)."""
+
+from flowpilot.psa.base import (
+    BoardStatus,
+    NoteKind,
+    PostedNote,
+    PSAAuthError,
+    PSAError,
+    PSANoteVisibilityMismatch,
+    PSAProvider,
+    PSARateLimited,
+    PSAStatusNotOnBoard,
+    PSAStatusVerificationError,
+    PSATicketNotFound,
+    PSATransientError,
+    PSAValidationError,
+    StatusRef,
+    Ticket,
+    contains_marker,
+    note_marker,
+    with_marker,
+)
+
+__all__ = [
+    "BoardStatus",
+    "NoteKind",
+    "PSAAuthError",
+    "PSAError",
+    "PSANoteVisibilityMismatch",
+    "PSAProvider",
+    "PSARateLimited",
+    "PSAStatusNotOnBoard",
+    "PSAStatusVerificationError",
+    "PSATicketNotFound",
+    "PSATransientError",
+    "PSAValidationError",
+    "PostedNote",
+    "StatusRef",
+    "Ticket",
+    "contains_marker",
+    "note_marker",
+    "with_marker",
+]

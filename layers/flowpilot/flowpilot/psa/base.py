@@ -1,0 +1,214 @@
+"""The PSA provider interface: the ticket/note/status shapes every provider returns, the errors every
+provider raises, and the plain-text marker that lets a retried note POST find the note it already made.
+
+Nothing here knows a wire format; `connectwise.py` (and later Autotask/Halo) translate into these types.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from flowpilot.errors import BadGateway, FlowPilotError, InvalidInput, UpstreamUnavailable
+
+
+class NoteKind(StrEnum):
+    resolution = "resolution"
+    internal_analysis = "internal_analysis"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRef:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BoardStatus:
+    id: int
+    name: str
+    board_id: int
+    inactive: bool
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    id: str
+    summary: str
+    board_id: int
+    board_name: str
+    status: StatusRef
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PostedNote:
+    id: str
+    ticket_id: str
+    text: str
+    customer_visible: bool
+    internal_analysis: bool
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors. Each subclass names its status explicitly: with two bases, the MRO would otherwise pick
+# PSAError's status over the HTTP base's.
+
+
+def _rebuild_error(cls: type[PSAError], args: tuple[Any, ...], state: dict[str, Any]) -> PSAError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+class PSAError(FlowPilotError):
+    """The PSA refused or misbehaved. Messages and details never carry credentials."""
+
+    status = 502
+    code = "psa_error"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses have their own constructors; rebuild from state so every one pickles.
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
+
+
+class PSATransientError(PSAError, UpstreamUnavailable):
+    """Worth retrying later: 5xx, timeouts, dropped connections. A write may or may not have applied."""
+
+    status = 503
+    code = "psa_unavailable"
+
+
+class PSARateLimited(PSATransientError):
+    """429; `retry_after` is the PSA's Retry-After in seconds."""
+
+    status = 503
+    code = "psa_rate_limited"
+
+
+class PSAAuthError(PSAError, BadGateway):
+    """The PSA rejected our credentials or the API member lacks the security role."""
+
+    status = 502
+    code = "psa_auth_failed"
+
+
+class PSATicketNotFound(PSAError, InvalidInput):
+    status = 422
+    code = "psa_ticket_not_found"
+
+
+class PSAValidationError(PSAError, InvalidInput):
+    """The PSA rejected the request body; details={"psa_errors": [{code, message, field}]}."""
+
+    status = 422
+    code = "psa_validation_failed"
+
+
+class PSAStatusNotOnBoard(PSAError, InvalidInput):
+    """Our pre-check: the target status is not an active status of the ticket's board."""
+
+    status = 422
+    code = "psa_status_not_on_board"
+
+    def __init__(
+        self,
+        *,
+        board_id: int,
+        board_name: str,
+        status_id: int,
+        valid_statuses: Sequence[BoardStatus],
+        inactive: bool = False,
+    ) -> None:
+        valid = [{"id": s.id, "name": s.name} for s in valid_statuses]
+        listed = ", ".join(f"{s['name']} ({s['id']})" for s in valid) or "none"
+        why = "is inactive on" if inactive else "is not a status of"
+        super().__init__(
+            f"Status {status_id} {why} board {board_id} '{board_name}'. Valid statuses: {listed}.",
+            details={
+                "board_id": board_id,
+                "board_name": board_name,
+                "requested_status_id": status_id,
+                "requested_status_inactive": inactive,
+                "valid_statuses": valid,
+            },
+        )
+
+
+class PSAStatusVerificationError(PSAError, BadGateway):
+    """The PSA accepted a status change, but a re-fetch shows another status (ignored or reverted)."""
+
+    status = 502
+    code = "psa_status_not_applied"
+
+    def __init__(self, expected_id: int, actual: StatusRef) -> None:
+        super().__init__(
+            f"The PSA accepted the status change to {expected_id} but the ticket is in "
+            f"'{actual.name}' ({actual.id}); it was not applied or a workflow changed it back.",
+            details={
+                "expected_status_id": expected_id,
+                "actual_status_id": actual.id,
+                "actual_status_name": actual.name,
+            },
+        )
+
+
+class PSANoteVisibilityMismatch(PSAError, BadGateway):
+    """The PSA stored a note with other visibility flags than we sent (e.g. an internal note made public).
+
+    The note exists: details carry its id so the caller can say so loudly and fix it by hand.
+    """
+
+    status = 502
+    code = "psa_note_visibility_mismatch"
+
+
+class PSAProvider(Protocol):
+    name: str
+
+    def fetch_ticket(self, ticket_id: str) -> Ticket: ...
+
+    def board_statuses(self, board_id: int) -> list[BoardStatus]: ...
+
+    def check_target_status(self, ticket: Ticket, status_id: int) -> BoardStatus: ...
+
+    def post_note(self, ticket_id: str, text: str, kind: NoteKind) -> PostedNote: ...
+
+    def find_note_by_marker(self, ticket_id: str, marker: str) -> PostedNote | None: ...
+
+    def change_status(self, ticket_id: str, status_id: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Dedupe marker (PSA-NOTES §0.1): plain text only, since some PSAs strip HTML or store text only.
+
+MARKER_PREFIX = "ref:fp-"
+_MARKER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MARKER_CHARS = r"[A-Za-z0-9_-]"
+
+
+def note_marker(writeback_id: str) -> str:
+    """The marker embedded in a note for one write-back, e.g. `ref:fp-wb_123`."""
+    if not _MARKER_ID.match(writeback_id):
+        raise ValueError("writeback_id must be 1-64 letters, digits, '-' or '_'")
+    return MARKER_PREFIX + writeback_id
+
+
+def with_marker(text: str, marker: str) -> str:
+    """`text` with the marker on its own last line; unchanged if the marker is already there."""
+    if contains_marker(text, marker):
+        return text
+    return f"{text.rstrip()}\n\n---\nFlowPilot {marker}"
+
+
+def contains_marker(text: str, marker: str) -> bool:
+    """Whether `marker` occurs in `text` as a whole token (`ref:fp-ab` must not match `ref:fp-abc`)."""
+    pattern = rf"(?<!{_MARKER_CHARS}){re.escape(marker)}(?!{_MARKER_CHARS})"
+    return re.search(pattern, text) is not None
