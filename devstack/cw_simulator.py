@@ -19,6 +19,7 @@ import base64
 import binascii
 import contextlib
 import copy
+import dataclasses
 import json
 import re
 import signal
@@ -52,6 +53,7 @@ MAX_PAGE_SIZE = 1000
 SUMMARY_MAX_LENGTH = 100
 _NOTE_FLAGS = ("detailDescriptionFlag", "internalAnalysisFlag", "resolutionFlag", "issueFlag")
 
+_CONTROL = re.compile(r"^/__simulator/tickets/(\d+)(?:/(faults))?/?$")
 _COMPANYINFO = re.compile(r"^/login/companyinfo/([^/]+)/?$", re.I)
 _TICKET_SCOPE = re.compile(r"^/service/tickets/(\d+)(?:/|$)", re.I)
 _TICKET = re.compile(r"^/service/tickets/(\d+)/?$", re.I)
@@ -455,6 +457,8 @@ class CWSimulator:
             if req.method != "GET":
                 raise self._method_not_allowed(req)
             return self._companyinfo(m.group(1))
+        if m := _CONTROL.match(req.path):
+            return self._control(req, int(m.group(1)), m.group(2))
         if not req.path.lower().startswith(self.base_path.lower() + "/"):
             # Wrong codebase or site: IIS answers, not the CW API.
             return _Reply(404, _IIS_404, content_type="text/html")
@@ -489,6 +493,22 @@ class CWSimulator:
                     raise self._method_not_allowed(req)
                 return handler(req, m)
         raise _CWError(404, {"code": "NotFound", "message": f"The resource '{sub}' was not found."})
+
+    def _control(self, req: _Request, ticket_id: int, what: str | None) -> _Reply:
+        """Simulator control (not CW's API): read a ticket with its notes, or set its fault knobs.
+
+        `GET /__simulator/tickets/{id}` and `POST /__simulator/tickets/{id}/faults {knob: value}`; the demo
+        uses it from another process, as an admin would fix a board's workflow in CW.
+        """
+        if what == "faults" and req.method == "POST":
+            try:
+                self.set_faults(ticket_id, **(req.body or {}))
+            except (TypeError, KeyError) as error:
+                return _Reply(400, {"code": "InvalidObject", "message": str(error)})
+        elif what is not None or req.method != "GET":
+            raise self._method_not_allowed(req)
+        ticket, notes = self.ticket(ticket_id), self.notes(ticket_id)  # unknown ticket: CW's 404
+        return _Reply(200, {"ticket": ticket, "notes": notes, "faults": dataclasses.asdict(self.faults(ticket_id))})
 
     def _method_not_allowed(self, req: _Request) -> _CWError:
         message = f"The requested resource does not support http method '{req.method}'."

@@ -14,6 +14,9 @@ from moto import mock_aws
 from devstack import aws, gateway
 from devstack.gateway import ApiResponse
 
+# Fails any test whose captured output or API responses carry a known secret (tests/leakcheck.py).
+pytest_plugins = ["tests.leakcheck"]
+
 # Every test runs with fake credentials and the local stage's names, never a real account.
 os.environ.update(aws.environment(identity_mode="jwt"))
 

@@ -20,7 +20,10 @@ def test_create_and_get_session(api: Api) -> None:
 
 def test_evidence_bumps_state_version(api: Api) -> None:
     session = api.new_session()
-    response = api.post(f"/ai-sessions/{session['id']}/evidence", {"kind": "tried", "text": "Reinstalled VPN client", "result": "Still drops"})
+    response = api.post(
+        f"/ai-sessions/{session['id']}/evidence",
+        {"kind": "tried", "text": "Reinstalled VPN client", "result": "Still drops"},
+    )
     assert response.status == 201, response.text
     assert response.body["state_version"] == 2
     assert response.body["kind"] == "tried"
@@ -29,7 +32,9 @@ def test_evidence_bumps_state_version(api: Api) -> None:
 
 def test_link_ticket_bumps_state_version(api: Api) -> None:
     session = api.new_session()
-    response = api.put(f"/ai-sessions/{session['id']}/psa-ticket", {"provider": "connectwise", "ticket_id": "42"})
+    response = api.put(
+        f"/ai-sessions/{session['id']}/psa-ticket", {"provider": "connectwise", "ticket_id": "42"}
+    )
     assert response.status == 200, response.text
     assert response.body["psa_ticket"] == {"provider": "connectwise", "ticket_id": "42"}
     assert response.body["state_version"] == 2
@@ -41,7 +46,9 @@ def test_pagination_over_250_sessions_returns_each_once_newest_first(api: Api) -
     from flowpilot.sessions import create_session
 
     caller = Caller("acct-a", "engineer-a")
-    created = [create_session(caller, SessionCreateRequest(title=f"s{i}", problem="p")).id for i in range(250)]
+    created = [
+        create_session(caller, SessionCreateRequest(title=f"s{i}", problem="p")).id for i in range(250)
+    ]
     seen: list[str] = []
     cursor = None
     pages = 0
@@ -85,7 +92,11 @@ def test_another_accounts_cursor_cannot_reach_its_sessions(api: Api, api_b: Api)
         ("POST", "/ai-sessions", {"body": {"title": 5, "problem": "wrong type"}}),
         ("POST", "/ai-sessions", {"body": {"title": "x" * 201, "problem": "oversized"}}),
         ("POST", "/ai-sessions", {"body": {"title": "t", "problem": "p", "extra": 1}}),
-        ("POST", "/ai-sessions", {"body": {"title": "t", "problem": "p", "psa_ticket": {"provider": "jira", "ticket_id": "1"}}}),
+        (
+            "POST",
+            "/ai-sessions",
+            {"body": {"title": "t", "problem": "p", "psa_ticket": {"provider": "jira", "ticket_id": "1"}}},
+        ),
         ("POST", "/ai-sessions", {"raw_body": "{not json", "headers": {"content-type": "application/json"}}),
         ("POST", "/ai-sessions", {"body": ["a", "list"]}),
         ("GET", "/ai-sessions", {"query": {"limit": "0"}}),
@@ -103,8 +114,12 @@ def test_invalid_input_is_a_4xx_json_error(api: Api, method: str, path: str, kw:
 
 
 def test_non_json_content_type_is_415(api: Api) -> None:
-    response = api.call("POST", "/ai-sessions", raw_body="title=x&problem=y",
-                        headers={"content-type": "application/x-www-form-urlencoded"})
+    response = api.call(
+        "POST",
+        "/ai-sessions",
+        raw_body="title=x&problem=y",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert response.status == 415
     assert response.body["error"]["code"] == "unsupported_media_type"
 

@@ -26,7 +26,9 @@ def test_settings_start_empty(api: Api) -> None:
     assert body["preferences"]["cw_resolved_status_id"] is None
 
 
-def test_psa_keys_go_to_secrets_manager_and_never_come_back(api: Api, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+def test_psa_keys_go_to_secrets_manager_and_never_come_back(
+    api: Api, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     saved = api.put("/account-settings/psa-connection", CONNECTION)
     assert saved.status == 200, saved.text
@@ -35,13 +37,19 @@ def test_psa_keys_go_to_secrets_manager_and_never_come_back(api: Api, capsys: py
         assert CONNECTION["private_key"] not in response.text
         assert CONNECTION["public_key"] not in response.text
     assert got.body["psa"] == {
-        "provider": "connectwise", "site": "na.myconnectwise.net", "company_id": "contoso",
-        "client_id": CONNECTION["client_id"], "base_url": None, "configured": True,
+        "provider": "connectwise",
+        "site": "na.myconnectwise.net",
+        "company_id": "contoso",
+        "client_id": CONNECTION["client_id"],
+        "base_url": None,
+        "configured": True,
         "updated_at": got.body["psa"]["updated_at"],
     }
     secret = boto3.client("secretsmanager").get_secret_value(SecretId="flowpilot/local/psa/acct-a")
     assert json.loads(secret["SecretString"]) == {
-        "public_key": CONNECTION["public_key"], "private_key": CONNECTION["private_key"]}
+        "public_key": CONNECTION["public_key"],
+        "private_key": CONNECTION["private_key"],
+    }
     table = boto3.resource("dynamodb").Table("flowpilot-local-sessions")
     assert CONNECTION["private_key"] not in json.dumps(table.scan()["Items"], default=str)
     logs = capsys.readouterr().out + caplog.text
@@ -49,20 +57,34 @@ def test_psa_keys_go_to_secrets_manager_and_never_come_back(api: Api, capsys: py
 
 
 def test_preferences_round_trip_and_validation(api: Api) -> None:
-    prefs = {"cw_resolved_status_id": 5, "cw_escalated_status_id": 6, "cw_resolved_status_ids_by_board": {"2": 25}}
+    prefs = {
+        "cw_resolved_status_id": 5,
+        "cw_escalated_status_id": 6,
+        "cw_resolved_status_ids_by_board": {"2": 25},
+    }
     response = api.put("/account-settings/preferences", prefs)
     assert response.status == 200
     assert response.body["preferences"]["cw_resolved_status_ids_by_board"] == {"2": 25}
     assert api.put("/account-settings/preferences", {"cw_resolved_status_id": 0}).status == 422
-    assert api.put("/account-settings/preferences", {"cw_resolved_status_ids_by_board": {"x": 1}}).status == 422
+    assert (
+        api.put("/account-settings/preferences", {"cw_resolved_status_ids_by_board": {"x": 1}}).status == 422
+    )
     assert api.get("/account-settings").body["preferences"]["cw_resolved_status_id"] == 5
 
 
 @pytest.mark.parametrize(
     "base_url",
-    ["http://na.myconnectwise.net/v4_6_release/apis/3.0", "https://127.0.0.1/apis/3.0", "https://169.254.169.254/latest",
-     "https://10.0.0.5/apis", "https://192.168.1.10/x", "https://localhost/x", "https://user:pw@example.com/x",
-     "https://[::1]/x", "https://metadata.google.internal/x"],
+    [
+        "http://na.myconnectwise.net/v4_6_release/apis/3.0",
+        "https://127.0.0.1/apis/3.0",
+        "https://169.254.169.254/latest",
+        "https://10.0.0.5/apis",
+        "https://192.168.1.10/x",
+        "https://localhost/x",
+        "https://user:pw@example.com/x",
+        "https://[::1]/x",
+        "https://metadata.google.internal/x",
+    ],
 )
 def test_psa_base_url_must_be_public_https_outside_the_local_stack(
     api: Api, monkeypatch: pytest.MonkeyPatch, base_url: str
@@ -89,7 +111,9 @@ def test_public_https_base_url_is_accepted(api: Api, monkeypatch: pytest.MonkeyP
 
 
 def test_missing_keys_is_422_and_saves_nothing(api: Api) -> None:
-    response = api.put("/account-settings/psa-connection", {k: v for k, v in CONNECTION.items() if k != "private_key"})
+    response = api.put(
+        "/account-settings/psa-connection", {k: v for k, v in CONNECTION.items() if k != "private_key"}
+    )
     assert response.status == 422
     assert api.get("/account-settings").body["psa"]["configured"] is False
 

@@ -96,7 +96,10 @@ def test_skipped_transition_when_no_status_configured(api: Api, cw: Any) -> None
     body = response.body
     assert body["outcome"] == "resolved"
     assert body["verified_status_id"] is None
-    assert "No resolve status is configured for board 'Service Desk' (1)" in body["status_transition_skipped_reason"]
+    assert (
+        "No resolve status is configured for board 'Service Desk' (1)"
+        in body["status_transition_skipped_reason"]
+    )
     assert len(cw.notes(1001)) == 1
     assert cw.ticket(1001)["status"]["id"] == 2
     assert not [r for r in cw.requests if r.method == "PATCH"]
@@ -126,7 +129,11 @@ def test_escalate_posts_internal_analysis_only(api: Api, psa: Any) -> None:
     assert post.body["processNotifications"] is False
     assert post.body["customerUpdatedFlag"] is False
     note = psa.notes(1002)[0]
-    assert (note["internalAnalysisFlag"], note["detailDescriptionFlag"], note["resolutionFlag"]) == (True, False, False)
+    assert (note["internalAnalysisFlag"], note["detailDescriptionFlag"], note["resolutionFlag"]) == (
+        True,
+        False,
+        False,
+    )
     stored = api.get(f"/ai-sessions/{session['id']}").body
     assert stored["escalation_reason"] == "Needs Exchange admin"
     queue = api.get("/ai-sessions", query={"status": "escalated"}).body["items"]
@@ -137,8 +144,11 @@ def test_resolution_note_flags_are_customer_visible_and_explicit(api: Api, psa: 
     session = ticket_session(api, "1001")
     assert resolve(api, session["id"]).status == 200
     post = next(r for r in psa.requests if r.method == "POST" and r.path.endswith("/notes"))
-    assert (post.body["detailDescriptionFlag"], post.body["resolutionFlag"], post.body["internalAnalysisFlag"]) == (
-        True, True, False)
+    assert (
+        post.body["detailDescriptionFlag"],
+        post.body["resolutionFlag"],
+        post.body["internalAnalysisFlag"],
+    ) == (True, True, False)
     assert post.body["processNotifications"] is True
     assert post.body["customerUpdatedFlag"] is False
 
@@ -186,7 +196,10 @@ def test_status_of_another_board_is_422_before_any_post(api: Api, cw: Any) -> No
 
 def test_per_board_status_mapping_wins(api: Api, cw: Any) -> None:
     connect_psa(api, cw, resolved=5)
-    api.put("/account-settings/preferences", {"cw_resolved_status_id": 5, "cw_resolved_status_ids_by_board": {"2": 25}})
+    api.put(
+        "/account-settings/preferences",
+        {"cw_resolved_status_id": 5, "cw_resolved_status_ids_by_board": {"2": 25}},
+    )
     session = ticket_session(api, "1005")  # on the Escalations board
     response = resolve(api, session["id"])
     assert response.status == 200, response.text
@@ -234,7 +247,9 @@ def test_happy_path_costs_four_psa_calls_once_statuses_are_cached(api: Api, psa:
     ]
 
 
-def wait_for_drift_check(api: Api, session_id: str, writeback_id: str, timeout: float = 10.0) -> dict[str, Any]:
+def wait_for_drift_check(
+    api: Api, session_id: str, writeback_id: str, timeout: float = 10.0
+) -> dict[str, Any]:
     import time
 
     deadline = time.monotonic() + timeout

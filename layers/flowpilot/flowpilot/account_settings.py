@@ -18,9 +18,14 @@ from flowpilot.store import account_settings as store
 from flowpilot.store import secrets
 
 StatusId = Annotated[int, Field(ge=1, le=2_147_483_647)]
-BoardStatusMap = Annotated[dict[Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")], StatusId], Field(max_length=200)]
+BoardStatusMap = Annotated[
+    dict[Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")], StatusId], Field(max_length=200)
+]
 Hostname = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?$"
+    ),
 ]
 
 
@@ -33,7 +38,11 @@ class Preferences(Strict):
     cw_escalated_status_ids_by_board: BoardStatusMap = Field(default_factory=dict)
 
     def target_status(self, kind: str, board_id: int | None) -> int | None:
-        by_board = self.cw_resolved_status_ids_by_board if kind == "resolve" else self.cw_escalated_status_ids_by_board
+        by_board = (
+            self.cw_resolved_status_ids_by_board
+            if kind == "resolve"
+            else self.cw_escalated_status_ids_by_board
+        )
         if board_id is not None and str(board_id) in by_board:
             return by_board[str(board_id)]
         return self.cw_resolved_status_id if kind == "resolve" else self.cw_escalated_status_id
@@ -127,10 +136,11 @@ def put_psa_connection(caller: Caller, request: PsaConnectionRequest) -> Account
     if base_url is None:
         check_base_url(f"https://{request.site}")
     secret_arn = secrets.put_psa_secret(
-        caller.account_id, {
+        caller.account_id,
+        {
             "public_key": request.public_key.get_secret_value(),
             "private_key": request.private_key.get_secret_value(),
-        }
+        },
     )
     now = now_iso()
     view = PsaConnectionView(
@@ -142,6 +152,8 @@ def put_psa_connection(caller: Caller, request: PsaConnectionRequest) -> Account
         configured=True,
         updated_at=now,
     )
-    store.put_field(caller.account_id, "psa", {**view.model_dump(exclude_none=True), "secret_arn": secret_arn}, now)
+    store.put_field(
+        caller.account_id, "psa", {**view.model_dump(exclude_none=True), "secret_arn": secret_arn}, now
+    )
     logger.info("PSA connection saved", extra={"provider": request.provider, "site": request.site})
     return _view(caller.account_id)

@@ -80,7 +80,16 @@ class BadGateway(FlowPilotError):
 
 
 _BY_STATUS: dict[int, type[FlowPilotError]] = {
-    cls.status: cls for cls in (Unauthorized, NotFound, Conflict, InvalidInput, UpstreamUnavailable, UpstreamTimeout, BadGateway)
+    cls.status: cls
+    for cls in (
+        Unauthorized,
+        NotFound,
+        Conflict,
+        InvalidInput,
+        UpstreamUnavailable,
+        UpstreamTimeout,
+        BadGateway,
+    )
 }
 
 
@@ -91,7 +100,9 @@ def error_from_record(record: dict[str, Any]) -> FlowPilotError:
     message = str(record.get("message") or "The write-back failed.")
     code = str(record.get("code") or "writeback_failed")
     if cls is UpstreamUnavailable:
-        return UpstreamUnavailable(message, code=code, details=details, retry_after=int(record.get("retry_after") or 30))
+        return UpstreamUnavailable(
+            message, code=code, details=details, retry_after=int(record.get("retry_after") or 30)
+        )
     return cls(message, code=code, details=details)
 
 

@@ -145,7 +145,8 @@ class SessionSuggestedFixCreateRequest(Strict):
     confidence_pct: Confidence
     script_template_id: Id | None = None
     ai_drafted_script: ScriptBody | None = None
-    ai_drafted_parameters: Parameters = Field(default_factory=dict)
+    # repr=False: values may be secrets, and request models reach debug logs (Powertools logs route args).
+    ai_drafted_parameters: Parameters = Field(default_factory=dict, repr=False)
     script_language: ScriptLanguage | None = Field(
         default=None, description="Drafted scripts only (default powershell); a template carries its own."
     )
@@ -171,7 +172,8 @@ class SessionSuggestedFixResponse(BaseModel):
     script_template_id: str | None = None
     ai_drafted_script: str | None = None
     ai_drafted_parameters: dict[str, str] = Field(
-        default_factory=dict, description="Values of sensitive parameters are masked; supply them when deciding."
+        default_factory=dict,
+        description="Values of sensitive parameters are masked; supply them when deciding.",
     )
     user_decision: UserDecision | None = None
     superseded_at: str | None = None
@@ -191,7 +193,8 @@ class SessionSuggestedFixDecisionRequest(Strict):
     decision: UserDecision
     parameters: Parameters = Field(
         default_factory=dict,
-        description="Values for this render only (sensitive ones must come here); never stored.",
+        repr=False,
+        description="Values for this render only (sensitive ones must come here); never stored nor logged.",
     )
 
 
@@ -199,7 +202,7 @@ class SessionSuggestedFixDecisionResponse(BaseModel):
     fix: SessionSuggestedFixResponse
     decision: UserDecision
     state_version: int
-    rendered_script: str | None = None
+    rendered_script: str | None = Field(default=None, repr=False)  # may carry secrets given at decision time
     draft_template_id: str | None = None
     redirect_path: str | None = None
 
@@ -223,7 +226,7 @@ class ScriptTemplate(BaseModel):
 
 
 class DraftTemplate(BaseModel):
-    """A template queued by a `draft_template` decision: the unrendered body and parameter names, no values."""
+    """A template queued by a `draft_template` decision: unrendered body and parameter names, no values."""
 
     id: str
     name: str
@@ -288,7 +291,8 @@ class ResolutionNotePostRequest(Strict):
     markdown: Markdown
     resolution_summary: Reason | None = None
     acknowledge_warnings: bool = Field(
-        default=False, description="Post customer-visible text even though the secret scanner found something."
+        default=False,
+        description="Post customer-visible text even though the secret scanner found something.",
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from flowpilot.clock import new_id, now_iso
 from flowpilot.errors import Conflict, NotFound
@@ -59,25 +59,30 @@ def require_active(session: Session) -> Session:
     return session
 
 
-def list_sessions(caller: Caller, status: SessionStatus | None, limit: int, cursor: str | None) -> SessionList:
+def list_sessions(
+    caller: Caller, status: SessionStatus | None, limit: int, cursor: str | None
+) -> SessionList:
     items, next_cursor = store.list_sessions(caller.account_id, status, limit, cursor)
     return SessionList(items=items, next_cursor=next_cursor)
 
 
 def change_with_version_bump[T](
-    caller: Caller, session_id: str, build: Callable[[Session, str], tuple[list[dict[str, object]], T]]
+    caller: Caller,
+    session_id: str,
+    build: Callable[[Session, str], tuple[Sequence[dict[str, object] | store.ConditionalUpdate], T]],
 ) -> T:
     """Store what `build` returns and bump state_version atomically, retrying if a parallel change lands.
 
-    `build(session, now)` returns the items to put and the value to return; it runs against the
-    freshest session each attempt, so it may also raise (e.g. Conflict) after re-reading.
+    `build(session, now)` returns the writes (new items to put, conditional updates of existing ones) and
+    the value to return; it runs against the freshest session each attempt, so it may also raise (e.g.
+    Conflict) after re-reading. A lost update condition retries too, so `build` sees what won.
     """
     for _ in range(_VERSION_RACE_ATTEMPTS):
         session = require_active(get_session(caller, session_id))
         now = now_iso()
-        puts, result = build(session, now)
+        writes, result = build(session, now)
         try:
-            store.put_with_version_bump(caller.account_id, session_id, session.state_version, now, puts)
+            store.put_with_version_bump(caller.account_id, session_id, session.state_version, now, writes)
         except store.ConditionFailed:
             continue
         return result

@@ -97,13 +97,21 @@ def post(
                 "The customer-visible note looks like it contains secrets; remove them, or resend with "
                 "acknowledge_warnings: true if they are not secrets.",
                 code="sensitive_content",
-                details={"warnings": [{"kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt}
-                                      for f in findings]},
+                details={
+                    "warnings": [
+                        {"kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt}
+                        for f in findings
+                    ]
+                },
             )
     ticket = session.psa_ticket.model_dump(mode="json") if session.psa_ticket else None
     if ticket is not None:
         check_configured(caller.account_id, ticket["provider"])  # fail fast: 422 before anything starts
-    explicit = request.resolution_summary if isinstance(request, ResolutionNotePostRequest) else request.escalation_reason
+    explicit = (
+        request.resolution_summary
+        if isinstance(request, ResolutionNotePostRequest)
+        else request.escalation_reason
+    )
     summary = explicit or first_line_summary(request.markdown)
     writeback_id = new_id("wb")
     raw_session = session_store.get_session_item(caller.account_id, session_id) or {}
@@ -154,8 +162,11 @@ def post(
     except Exception as error:
         logger.exception("could not start the write-back execution")
         _abandon(caller, session_id, writeback_id)
-        raise UpstreamUnavailable("The write-back could not be started; nothing was posted. Try again.",
-                                  code="writeback_not_started", retry_after=5) from error
+        raise UpstreamUnavailable(
+            "The write-back could not be started; nothing was posted. Try again.",
+            code="writeback_not_started",
+            retry_after=5,
+        ) from error
     ledger.update(caller.account_id, session_id, writeback_id, {"execution_arn": arn})
     return wait_for_result(caller, session_id, writeback_id, settings().writeback_wait_seconds)
 
@@ -163,8 +174,12 @@ def post(
 def _abandon(caller: Caller, session_id: str, writeback_id: str) -> None:
     now = now_iso()
     error = {"code": "writeback_not_started", "message": "The execution could not be started.", "status": 503}
-    ledger.update(caller.account_id, session_id, writeback_id,
-                  {"state": "failed", "error": error, "finished_at": now, "updated_at": now})
+    ledger.update(
+        caller.account_id,
+        session_id,
+        writeback_id,
+        {"state": "failed", "error": error, "finished_at": now, "updated_at": now},
+    )
     ledger.finish_session(caller.account_id, session_id, writeback_id, {"updated_at": now})
 
 
@@ -179,8 +194,12 @@ def wait_for_result(
         if entry["state"] == "succeeded":
             return _response(entry), 200
         if entry["state"] == "failed":
-            raise error_from_record({**entry["error"], "details": {
-                **(entry["error"].get("details") or {}), "writeback_id": writeback_id}})
+            raise error_from_record(
+                {
+                    **entry["error"],
+                    "details": {**(entry["error"].get("details") or {}), "writeback_id": writeback_id},
+                }
+            )
         if time.monotonic() >= deadline:
             url = f"/ai-sessions/{session_id}/writebacks/{writeback_id}"
             return WritebackAccepted(writeback_id=writeback_id, status_url=url), 202

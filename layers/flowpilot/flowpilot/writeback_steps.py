@@ -6,6 +6,7 @@ resumed post looks at the ledger first, then searches the ticket's notes for the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -16,7 +17,13 @@ from flowpilot.clock import now_iso
 from flowpilot.errors import FlowPilotError, error_record
 from flowpilot.models import SessionStatus, WritebackOutcome
 from flowpilot.observability import logger, metrics
-from flowpilot.psa.base import NoteKind, PSAProvider, PSARateLimited, PSAStatusVerificationError, StatusRef, with_marker
+from flowpilot.psa.base import (
+    NoteKind,
+    PSAProvider,
+    PSARateLimited,
+    PSAStatusVerificationError,
+    with_marker,
+)
 from flowpilot.psa.factory import provider_for_account
 from flowpilot.store import dynamo
 from flowpilot.store import writebacks as ledger
@@ -39,7 +46,10 @@ def _honouring_retry_after[T](call: Callable[[], T]) -> T:
         try:
             return call()
         except PSARateLimited as error:
-            if error.retry_after > MAX_INLINE_RETRY_AFTER_SECONDS or attempt == INLINE_RATE_LIMIT_ATTEMPTS - 1:
+            if (
+                error.retry_after > MAX_INLINE_RETRY_AFTER_SECONDS
+                or attempt == INLINE_RATE_LIMIT_ATTEMPTS - 1
+            ):
                 raise
             logger.info("PSA rate limited; waiting as asked", extra={"retry_after": error.retry_after})
             time.sleep(error.retry_after)
@@ -58,8 +68,16 @@ def _outcome(state: State, local: bool) -> WritebackOutcome:
 
 def _summary(entry: dict[str, Any]) -> dict[str, Any]:
     """The session's `last_writeback` view of a ledger entry."""
-    keys = ("writeback_id", "kind", "state", "outcome", "external_id", "verified_status_id",
-            "verified_status_name", "updated_at")
+    keys = (
+        "writeback_id",
+        "kind",
+        "state",
+        "outcome",
+        "external_id",
+        "verified_status_id",
+        "verified_status_name",
+        "updated_at",
+    )
     summary = {k: entry.get(k) for k in keys if entry.get(k) is not None}
     summary["drift_detected"] = bool((entry.get("drift") or {}).get("drifted"))
     if entry.get("error"):
@@ -92,8 +110,17 @@ def prepare(state: State) -> State:
             state.update(target_status_id=status.id, target_status_name=status.name)
     finally:
         provider.close()
-    fields = {k: state.get(k) for k in ("board_id", "board_name", "target_status_id", "target_status_name",
-                                         "status_transition_skipped_reason") if state.get(k) is not None}
+    fields = {
+        k: state.get(k)
+        for k in (
+            "board_id",
+            "board_name",
+            "target_status_id",
+            "target_status_name",
+            "status_transition_skipped_reason",
+        )
+        if state.get(k) is not None
+    }
     ledger.update(*_ids(state), {**fields, "updated_at": now_iso()})
     return state
 
@@ -153,8 +180,11 @@ def verify(state: State) -> State:
         metrics.add_metric(name="StatusVerificationFailed", unit="Count", value=1)
         logger.error(
             "PSA accepted the status change but did not apply it",
-            extra={"expected_status_id": expected, "actual_status_id": ticket.status.id,
-                   "ticket_id": state["ticket"]["ticket_id"]},
+            extra={
+                "expected_status_id": expected,
+                "actual_status_id": ticket.status.id,
+                "ticket_id": state["ticket"]["ticket_id"],
+            },
         )
         raise PSAStatusVerificationError(expected, ticket.status)
     state.update(verified_status_id=ticket.status.id, verified_status_name=ticket.status.name)
@@ -169,7 +199,12 @@ def _close_session(state: State, *, local: bool) -> State:
     account_id, session_id, writeback_id = _ids(state)
     now = now_iso()
     outcome = _outcome(state, local)
-    values: dict[str, Any] = {"state": "succeeded", "outcome": outcome.value, "finished_at": now, "updated_at": now}
+    values: dict[str, Any] = {
+        "state": "succeeded",
+        "outcome": outcome.value,
+        "finished_at": now,
+        "updated_at": now,
+    }
     if not local:
         values["external_id"] = state.get("note_id")
         values["posted_at"] = state.get("posted_at")
@@ -188,7 +223,9 @@ def _close_session(state: State, *, local: bool) -> State:
         session_values["resolution_summary"] = state.get("summary")
     else:
         session_values["escalation_reason"] = state.get("summary")
-    ledger.finish_session(account_id, session_id, writeback_id, session_values, remove=(f"pending_note_{state['kind']}",))
+    ledger.finish_session(
+        account_id, session_id, writeback_id, session_values, remove=(f"pending_note_{state['kind']}",)
+    )
     metrics.add_metric(name="WritebackSucceeded", unit="Count", value=1)
     state.update(outcome=outcome.value, finished_at=now)
     return state
@@ -202,15 +239,22 @@ def drift_check(state: State) -> State:
     finally:
         provider.close()
     drifted = ticket.status.id != int(state["verified_status_id"])
-    drift = {"checked_at": now_iso(), "status_id": ticket.status.id, "status_name": ticket.status.name,
-             "drifted": drifted}
+    drift = {
+        "checked_at": now_iso(),
+        "status_id": ticket.status.id,
+        "status_name": ticket.status.name,
+        "drifted": drifted,
+    }
     entry = ledger.update(account_id, session_id, writeback_id, {"drift": drift, "updated_at": now_iso()})
     if drifted:
         metrics.add_metric(name="StatusDrift", unit="Count", value=1)
         logger.error(
             "PSA status drifted after a verified write-back (a workflow moved it back)",
-            extra={"verified_status_id": state["verified_status_id"], "status_now": ticket.status.id,
-                   "ticket_id": state["ticket"]["ticket_id"]},
+            extra={
+                "verified_status_id": state["verified_status_id"],
+                "status_now": ticket.status.id,
+                "ticket_id": state["ticket"]["ticket_id"],
+            },
         )
         ledger.set_session_fields(account_id, session_id, {"last_writeback": _summary(entry)})
     state["drift"] = drift
@@ -251,8 +295,12 @@ def record_failure(state: State) -> State:
     if entry.get("note_id"):
         # Say plainly that the note is on the ticket, so nobody posts it again by hand.
         error["details"] = {**(error.get("details") or {}), "note_id": entry["note_id"], "note_kept": True}
-    entry = ledger.update(account_id, session_id, writeback_id,
-                          {"state": "failed", "error": error, "finished_at": now, "updated_at": now})
+    entry = ledger.update(
+        account_id,
+        session_id,
+        writeback_id,
+        {"state": "failed", "error": error, "finished_at": now, "updated_at": now},
+    )
     session_values: dict[str, Any] = {"last_writeback": _summary(entry), "updated_at": now}
     if entry.get("post_attempted") or entry.get("note_id"):
         session_values[f"pending_note_{state['kind']}"] = {
@@ -282,14 +330,14 @@ STEPS: dict[str, Callable[[State], State]] = {
 def run(action: str, state: State) -> State:
     """Run one step; a domain error is written to the ledger (as the client will see it) before it propagates."""
     step = STEPS[action]
-    logger.append_keys(session_id=state.get("session_id"), writeback_id=state.get("writeback_id"), step=action)
+    logger.append_keys(
+        session_id=state.get("session_id"), writeback_id=state.get("writeback_id"), step=action
+    )
     try:
         return step(state)
     except FlowPilotError as error:
         record = {**error_record(error), "error_type": type(error).__name__, "step": action}
         logger.warning("write-back step failed", extra={"error_code": error.code, "status": error.status})
-        try:
+        with contextlib.suppress(ledger.ConditionFailed):
             ledger.update(*_ids(state), {"last_error": record, "updated_at": now_iso()})
-        except ledger.ConditionFailed:
-            pass
         raise

@@ -6,6 +6,7 @@ Sessions table keys (every partition key starts with the account, so no query ca
   fix          PK=A#{account}#S#{session}  SK=FIX#{fix id}
   writeback    PK=A#{account}#S#{session}  SK=WB#{writeback id}
   draft        PK=A#{account}#DRAFTS       SK=DT#{draft id}
+  template     PK=A#{account}#TEMPLATES    SK=TPL#{template id}  (script templates)
   settings     PK=A#{account}              SK=SETTINGS
 """
 

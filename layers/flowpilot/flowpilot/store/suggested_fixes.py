@@ -25,9 +25,7 @@ DRAFT_PREFIX = "DT#"
 TEMPLATE_PREFIX = "TPL#"
 _KEYS = {"PK", "SK"}
 # A decision, or being superseded, happens once: whichever write comes first wins.
-UNDECIDED = (
-    "attribute_exists(SK) AND attribute_not_exists(user_decision) AND attribute_not_exists(superseded_at)"
-)
+UNDECIDED = "attribute_exists(SK) AND attribute_not_exists(user_decision) AND attribute_not_exists(superseded_at)"
 
 
 def drafts_pk(account_id: str) -> str:
@@ -58,9 +56,7 @@ def fix_item(account_id: str, fix: SessionSuggestedFixResponse) -> dict[str, Any
 
 def get_fix(account_id: str, session_id: str, fix_id: str) -> SessionSuggestedFixResponse | None:
     item = (
-        dynamo.sessions_table()
-        .get_item(Key=fix_key(account_id, session_id, fix_id), ConsistentRead=True)
-        .get("Item")
+        dynamo.sessions_table().get_item(Key=fix_key(account_id, session_id, fix_id), ConsistentRead=True).get("Item")
     )
     return SessionSuggestedFixResponse.model_validate(_without_keys(item)) if item else None
 
@@ -84,9 +80,7 @@ def list_fixes(account_id: str, session_id: str) -> list[SessionSuggestedFixResp
 
 def fix_update(account_id: str, session_id: str, fix_id: str, **set_values: Any) -> ConditionalUpdate:
     """Decide or supersede a fix, only if it is still undecided and current (part of a transaction)."""
-    return ConditionalUpdate(
-        key=fix_key(account_id, session_id, fix_id), set_values=set_values, condition="attribute_exists(SK)"
-    )
+    return ConditionalUpdate(key=fix_key(account_id, session_id, fix_id), set_values=set_values, condition=UNDECIDED)
 
 
 # --- draft templates ---

@@ -1,0 +1,641 @@
+"""Previews through the real handler and moto DynamoDB; the Claude path runs the real `anthropic` SDK
+against a mock Messages API transport (only the HTTP transport is replaced, never our writer)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx2
+import pytest
+from flowpilot import previews, sessions
+from flowpilot.config import settings
+from flowpilot.identity import Caller
+from flowpilot.models import EvidenceCreateRequest, EvidenceKind, PreviewKind, Session, SessionStatus
+from flowpilot.store import dynamo, preview_cache
+from flowpilot.store import sessions as session_store
+from flowpilot.store.sessions import put_new_session
+from flowpilot.writers import ESCALATION_HEADINGS
+from flowpilot.writers.claude import DEFAULT_RETRY_AFTER_SECONDS, ClaudeWriter
+
+from devstack import aws
+from devstack.events import LambdaContext
+from tests.conftest import Api
+
+ROOT = Path(__file__).resolve().parents[2]
+RESOLUTION = "resolution-note"
+ESCALATION = "escalation-package"
+
+RESOLUTION_TEXT = "VPN drops fixed by updating the client.\n\n## What we found\n- The client was outdated.\n"
+ESCALATION_TEXT = (
+    "## Problem\nVPN drops every 10 minutes.\n\n## What we've confirmed\n- Happens on Wi-Fi and LAN.\n\n"
+    "## What we've tried\n- Reinstalled the client — still drops.\n\n## Current hypothesis\n"
+    "- Idle timeout on the firewall (unconfirmed).\n\n## Suggested next steps\n- Check the firewall logs.\n"
+)
+USAGE = {
+    "input_tokens": 1200,
+    "output_tokens": 240,
+    "cache_read_input_tokens": 900,
+    "cache_creation_input_tokens": 300,
+}
+
+
+def preview_path(session_id: str, kind: str) -> str:
+    return f"/ai-sessions/{session_id}/{kind}/preview"
+
+
+def message(text: str, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    """A Messages API answer, as the API sends it."""
+    return {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-5-5",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": usage or USAGE,
+    }
+
+
+Reply = Callable[[httpx2.Request], httpx2.Response]
+
+
+@dataclass
+class FakeMessagesApi:
+    """The Messages API behind `httpx2.MockTransport`: records every request, answers from a script.
+
+    By default it answers each kind of document with a well-formed one; `script` overrides the next answers.
+    """
+
+    requests: list[httpx2.Request] = field(default_factory=list)
+    script: list[Reply] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        if self.script:
+            return self.script.pop(0)(request)
+        system = json.loads(request.content)["system"][0]["text"]
+        text = ESCALATION_TEXT if "escalation package" in system else RESOLUTION_TEXT
+        return httpx2.Response(200, json=message(text))
+
+    def then(self, *replies: Reply) -> None:
+        self.script.extend(replies)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests]
+
+
+def answer(status: int, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Reply:
+    return lambda _request: httpx2.Response(status, json=body or {}, headers=headers)
+
+
+def api_error(status: int, error_type: str, headers: dict[str, str] | None = None) -> Reply:
+    body = {"type": "error", "error": {"type": error_type, "message": f"{error_type} (test)"}}
+    return answer(status, body, headers)
+
+
+def read_timeout(request: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ReadTimeout("timed out (test)", request=request)
+
+
+@pytest.fixture
+def model(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMessagesApi]:
+    """The Claude writer (real SDK) with its HTTP transport replaced; retry waits are recorded, not slept."""
+    fake = FakeMessagesApi()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+
+    def claude_writer() -> ClaudeWriter:
+        client = httpx2.Client(transport=httpx2.MockTransport(fake))
+        return ClaudeWriter(api_key="sk-ant-test", http_client=client, sleep=fake.sleeps.append)
+
+    monkeypatch.setattr(previews, "writer_factory", claude_writer)
+    yield fake
+
+
+@pytest.fixture
+def dynamodb_requests(api: Api) -> list[str]:
+    """Names of the DynamoDB operations sent from now on (clear it to start counting afresh)."""
+    sent: list[str] = []
+
+    def record(event_name: str, **_: Any) -> None:
+        sent.append(event_name.rsplit(".", 1)[-1])
+
+    dynamo.client().meta.events.register("before-send.dynamodb.*", record)
+    return sent
+
+
+def cache_item(account_id: str, session_id: str, kind: str, state_version: int) -> dict[str, Any] | None:
+    key = preview_cache.preview_key(account_id, session_id, PreviewKind(kind), state_version)
+    item = dynamo.preview_cache_table().get_item(Key=key).get("Item")
+    return dynamo.plain(item) if item else None
+
+
+def add_evidence(api: Api, session_id: str, kind: str, text: str, result: str | None = None) -> dict[str, Any]:
+    body = {"kind": kind, "text": text, **({"result": result} if result is not None else {})}
+    response = api.post(f"/ai-sessions/{session_id}/evidence", body)
+    assert response.status == 201, response.text
+    return response.body
+
+
+# --- the Claude path: request shape, usage, cache hit and miss ---
+
+
+def test_claude_request_shape_and_usage_recorded(api: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session(psa_ticket={"provider": "connectwise", "ticket_id": "1001"})
+    add_evidence(api, session["id"], "confirmed", "Drops happen on Wi-Fi and LAN")
+
+    response = api.post(preview_path(session["id"], RESOLUTION))
+
+    assert response.status == 200, response.text
+    body = response.body
+    assert body["markdown"] == RESOLUTION_TEXT
+    assert body["from_cache"] is False
+    assert body["kind"] == RESOLUTION
+    assert body["writer"] == "claude:claude-sonnet-5-5"
+    assert body["state_version"] == 2
+    assert body["target_ticket_ref"] == {"provider": "connectwise", "ticket_id": "1001"}
+    assert body["usage"] == USAGE
+    assert body["warnings"] == []
+
+    assert len(model.requests) == 1
+    request = model.requests[0]
+    assert request.method == "POST" and request.url.path == "/v1/messages"
+    assert request.headers["authorization"] == "Bearer sk-ant-test"
+    assert "anthropic-version" in request.headers
+    sent = json.loads(request.content)
+    assert sent["model"] == settings().anthropic_model == "claude-sonnet-5-5"
+    assert isinstance(sent["max_tokens"], int) and 0 < sent["max_tokens"] <= 4096
+    assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert "resolution note" in sent["system"][0]["text"]
+    user_text = "".join(block["text"] for block in sent["messages"][0]["content"])
+    assert "Drops happen on Wi-Fi and LAN" in user_text
+
+    stored = cache_item("acct-a", session["id"], RESOLUTION, 2)
+    assert stored is not None
+    assert stored["usage"] == USAGE
+    assert stored["writer"] == "claude:claude-sonnet-5-5"
+    assert stored["markdown"] == RESOLUTION_TEXT
+    ttl = stored["expires_at"] - int(time.time())
+    assert settings().preview_ttl_seconds - 60 <= ttl <= settings().preview_ttl_seconds
+
+
+def test_repeat_is_a_cache_hit_with_no_model_call_and_two_dynamodb_requests(
+    api: Api, model: FakeMessagesApi, dynamodb_requests: list[str]
+) -> None:
+    session = api.new_session()
+    first = api.post(preview_path(session["id"], ESCALATION))
+    assert first.status == 200, first.text
+    assert first.body["from_cache"] is False
+    assert len(model.requests) == 1
+
+    dynamodb_requests.clear()
+    second = api.post(preview_path(session["id"], ESCALATION), {})
+
+    assert second.status == 200, second.text
+    assert second.body["from_cache"] is True
+    assert len(model.requests) == 1, "a cache hit must not call the model"
+    assert dynamodb_requests == ["GetItem", "GetItem"]
+    assert {k: v for k, v in second.body.items() if k != "from_cache"} == {
+        k: v for k, v in first.body.items() if k != "from_cache"
+    }
+
+
+def test_miss_makes_exactly_one_model_call(api: Api, model: FakeMessagesApi, dynamodb_requests: list[str]) -> None:
+    session = api.new_session()
+    dynamodb_requests.clear()
+
+    response = api.post(preview_path(session["id"], RESOLUTION))
+
+    assert response.status == 200, response.text
+    assert len(model.requests) == 1
+    # session, cache (miss), evidence, cache put
+    assert dynamodb_requests == ["GetItem", "GetItem", "Query", "PutItem"]
+
+
+def test_state_change_misses(api: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session()
+    path = preview_path(session["id"], RESOLUTION)
+    assert api.post(path).body["state_version"] == 1
+    assert api.post(path).body["from_cache"] is True
+
+    add_evidence(api, session["id"], "tried", "Updated the VPN client", "No drops for an hour")
+    after_evidence = api.post(path).body
+    assert after_evidence["from_cache"] is False
+    assert after_evidence["state_version"] == 2
+    assert len(model.requests) == 2
+    assert "Updated the VPN client" in json.dumps(model.bodies()[1])
+
+    linked = api.put(f"/ai-sessions/{session['id']}/psa-ticket", {"provider": "connectwise", "ticket_id": "77"})
+    assert linked.status == 200, linked.text
+    after_link = api.post(path).body
+    assert after_link["from_cache"] is False
+    assert after_link["state_version"] == 3
+    assert after_link["target_ticket_ref"] == {"provider": "connectwise", "ticket_id": "77"}
+    assert len(model.requests) == 3
+    assert api.post(path).body["from_cache"] is True
+    assert len(model.requests) == 3
+
+
+def test_both_kinds_of_one_state_coexist(api: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session()
+    resolution = api.post(preview_path(session["id"], RESOLUTION)).body
+    escalation = api.post(preview_path(session["id"], ESCALATION)).body
+    assert (resolution["from_cache"], escalation["from_cache"]) == (False, False)
+    assert resolution["markdown"] == RESOLUTION_TEXT
+    assert escalation["markdown"] == ESCALATION_TEXT
+
+    again_resolution = api.post(preview_path(session["id"], RESOLUTION)).body
+    again_escalation = api.post(preview_path(session["id"], ESCALATION)).body
+
+    assert (again_resolution["from_cache"], again_escalation["from_cache"]) == (True, True)
+    assert again_resolution["markdown"] == RESOLUTION_TEXT
+    assert again_escalation["markdown"] == ESCALATION_TEXT
+    assert again_escalation["kind"] == ESCALATION
+    assert len(model.requests) == 2
+
+
+def test_expired_cache_item_is_a_miss(api: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session()
+    path = preview_path(session["id"], RESOLUTION)
+    assert api.post(path).body["from_cache"] is False
+    key = preview_cache.preview_key("acct-a", session["id"], PreviewKind(RESOLUTION), 1)
+    # DynamoDB's TTL deletes lazily: the item is still there, past its expiry.
+    dynamo.preview_cache_table().update_item(
+        Key=key,
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": int(time.time()) - 5},
+    )
+
+    response = api.post(path)
+
+    assert response.status == 200, response.text
+    assert response.body["from_cache"] is False
+    assert len(model.requests) == 2
+    refreshed = cache_item("acct-a", session["id"], RESOLUTION, 1)
+    assert refreshed is not None and refreshed["expires_at"] > time.time()
+    assert api.post(path).body["from_cache"] is True
+
+
+# --- secrets ---
+
+
+def test_secret_in_model_output_is_reported_with_kind_and_line(api: Api, model: FakeMessagesApi) -> None:
+    secret = "Hunter" + "42!vpn"
+    session = api.new_session()
+    add_evidence(api, session["id"], "tried", "Reset the VPN service account", "pass" + "word=" + secret)
+    leaked = f"Summary line\n\n## What we did\n- Logged in with password={secret}\n"
+    model.then(answer(200, message(leaked)))
+
+    body = api.post(preview_path(session["id"], RESOLUTION)).body
+
+    # The writer never sends the secret to the model...
+    assert secret not in json.dumps(model.bodies()[0])
+    # ...and whatever the model writes is scanned.
+    line = leaked.splitlines()[3]
+    assert [(w["kind"], w["line"], w["column"]) for w in body["warnings"]] == [("password", 4, line.index(secret) + 1)]
+    assert body["warnings"][0]["excerpt"].endswith("…")
+    assert secret not in body["warnings"][0]["excerpt"]
+    assert api.post(preview_path(session["id"], RESOLUTION)).body["warnings"] == body["warnings"]
+
+
+def test_secret_in_evidence_never_reaches_the_offline_preview(api: Api) -> None:
+    secret = "Hunter" + "42!vpn"
+    session = api.new_session()
+    add_evidence(api, session["id"], "tried", "Mapped the share", "pass" + "word=" + secret)
+
+    body = api.post(preview_path(session["id"], ESCALATION)).body
+
+    assert secret not in body["markdown"]
+    assert "[redacted password]" in body["markdown"]
+    assert body["warnings"] == []
+
+
+# --- the offline writer (no key) ---
+
+
+def test_offline_writer_escalation_has_the_five_sections_and_the_evidence(api: Api) -> None:
+    assert "ANTHROPIC_API_KEY" not in os.environ
+    session = api.new_session()
+    add_evidence(api, session["id"], "confirmed", "Drops on every network")
+    add_evidence(api, session["id"], "tried", "Reinstalled the client", "Still drops")
+    add_evidence(api, session["id"], "hypothesis", "Firewall idle timeout")
+    add_evidence(api, session["id"], "next_step", "Check firewall logs")
+
+    response = api.post(preview_path(session["id"], ESCALATION))
+
+    assert response.status == 200, response.text
+    body = response.body
+    assert body["writer"] == "offline"
+    assert body["usage"] is None
+    assert body["state_version"] == 5
+    markdown = body["markdown"]
+    headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+    assert headings == list(ESCALATION_HEADINGS)
+    for text in (
+        "Drops on every network",
+        "Reinstalled the client",
+        "Still drops",
+        "Firewall idle timeout",
+        "Check firewall logs",
+    ):
+        assert text in markdown
+    assert markdown.index("Reinstalled the client") > markdown.index("## What we've tried")
+    assert markdown.index("Firewall idle timeout") > markdown.index("## Current hypothesis")
+    assert api.post(preview_path(session["id"], ESCALATION)).body["from_cache"] is True
+
+
+def test_offline_resolution_note_leaves_out_internal_evidence(api: Api) -> None:
+    session = api.new_session()
+    add_evidence(api, session["id"], "tried", "Updated the VPN client", "No drops since")
+    add_evidence(api, session["id"], "hypothesis", "Probably the firewall team's change")
+
+    body = api.post(preview_path(session["id"], RESOLUTION)).body
+
+    assert body["kind"] == RESOLUTION
+    assert "Updated the VPN client" in body["markdown"]
+    assert "firewall team" not in body["markdown"]
+
+
+# --- model failures: 503/504 with a clear code, and nothing cached ---
+
+
+@pytest.mark.parametrize(
+    ("reply", "retry_after"),
+    [
+        (api_error(429, "rate_limit_error", {"retry-after": "7"}), "7"),
+        (api_error(529, "overloaded_error"), str(DEFAULT_RETRY_AFTER_SECONDS)),
+        (api_error(500, "api_error"), str(DEFAULT_RETRY_AFTER_SECONDS)),
+    ],
+    ids=["429", "529", "500"],
+)
+def test_model_unavailable_is_503_with_retry_after_and_not_cached(
+    api: Api, model: FakeMessagesApi, reply: Reply, retry_after: str
+) -> None:
+    session = api.new_session()
+    path = preview_path(session["id"], RESOLUTION)
+    attempts = settings().anthropic_max_retries + 1
+    model.then(*[reply] * attempts)
+
+    response = api.post(path)
+
+    assert response.status == 503, response.text
+    assert response.body["error"]["code"] == "model_unavailable"
+    assert response.headers["retry-after"] == retry_after
+    assert len(model.requests) == attempts
+    assert cache_item("acct-a", session["id"], RESOLUTION, 1) is None
+
+    recovered = api.post(path)
+    assert recovered.status == 200, recovered.text
+    assert recovered.body["from_cache"] is False
+    assert len(model.requests) == attempts + 1
+
+
+def test_model_timeout_is_504_and_not_cached(api: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session()
+    path = preview_path(session["id"], ESCALATION)
+    attempts = settings().anthropic_max_retries + 1
+    model.then(*[read_timeout] * attempts)
+
+    response = api.post(path)
+
+    assert response.status == 504, response.text
+    assert response.body["error"]["code"] == "model_timeout"
+    assert cache_item("acct-a", session["id"], ESCALATION, 1) is None
+    assert api.post(path).body["from_cache"] is False
+    assert len(model.requests) == attempts + 1
+
+
+def test_malformed_escalation_from_the_model_is_not_cached(api: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session()
+    path = preview_path(session["id"], ESCALATION)
+    attempts = settings().anthropic_max_retries + 1
+    model.then(*[answer(200, message("## Problem\nOnly one section.\n"))] * attempts)
+
+    response = api.post(path)
+
+    assert response.status == 503, response.text
+    assert response.body["error"]["code"] == "model_output_invalid"
+    assert cache_item("acct-a", session["id"], ESCALATION, 1) is None
+
+
+# --- tenancy and requests ---
+
+
+def test_another_accounts_session_is_not_found(api: Api, api_b: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session()
+    assert api.post(preview_path(session["id"], RESOLUTION)).status == 200
+
+    for kind in (RESOLUTION, ESCALATION):
+        response = api_b.post(preview_path(session["id"], kind))
+        assert response.status == 404, response.text
+        assert response.body["error"]["code"] == "session_not_found"
+    assert len(model.requests) == 1
+
+
+def test_cache_is_scoped_by_account(api: Api, api_b: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session()
+    assert api.post(preview_path(session["id"], RESOLUTION)).body["from_cache"] is False
+    # Account B owns a session with the very same id and state_version (ids are only unique per account).
+    twin = api.get(f"/ai-sessions/{session['id']}").body
+    put_new_session("acct-b", Session.model_validate({**twin, "title": "Printer offline", "created_by": "engineer-b"}))
+
+    response = api_b.post(preview_path(session["id"], RESOLUTION))
+
+    assert response.status == 200, response.text
+    assert response.body["from_cache"] is False
+    assert len(model.requests) == 2
+    assert "Printer offline" in json.dumps(model.bodies()[1])
+    assert cache_item("acct-a", session["id"], RESOLUTION, 1) is not None
+    assert cache_item("acct-b", session["id"], RESOLUTION, 1) is not None
+
+
+def test_unknown_session_and_malformed_id(api: Api) -> None:
+    missing = api.post(preview_path("ses_missing", RESOLUTION))
+    assert missing.status == 404
+    assert missing.body["error"]["code"] == "session_not_found"
+    malformed = api.post(preview_path("bad%20id", ESCALATION))
+    assert malformed.status in {404, 422}, malformed.text
+
+
+def test_non_json_body_is_refused(api: Api) -> None:
+    session = api.new_session()
+    response = api.post(
+        preview_path(session["id"], RESOLUTION),
+        raw_body="preview please",
+        headers={"content-type": "text/plain"},
+    )
+    assert response.status == 415, response.text
+
+
+# --- a cache hit never loads the SDK ---
+
+_HIT_IN_FRESH_INTERPRETER = """
+import json, os, sys
+from moto import mock_aws
+from devstack import aws, gateway
+
+os.environ.update(aws.environment(identity_mode="jwt"))
+os.environ.pop("ANTHROPIC_API_KEY", None)
+with mock_aws(config=aws.MOTO_CONFIG):
+    aws.reset_process_caches()
+    aws.create_tables()
+    who = {"account_id": "acct-a", "user_id": "engineer-a"}
+    session = gateway.call("POST", "/ai-sessions", body={"title": "VPN", "problem": "Drops."}, **who).body
+    path = f"/ai-sessions/{session['id']}/resolution-note/preview"
+    first = gateway.call("POST", path, **who)
+    # With a key, any model call would now load the SDK (and fail: there is no network here).
+    os.environ["ANTHROPIC_API_KEY"] = "sk-ant-test"
+    os.environ["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:9"
+    second = gateway.call("POST", path, **who)
+    print(json.dumps({
+        "statuses": [first.status, second.status],
+        "from_cache": [first.body.get("from_cache"), second.body.get("from_cache")],
+        "anthropic_loaded": sorted(m for m in sys.modules if m == "anthropic" or m.startswith("anthropic.")),
+    }))
+"""
+
+
+def test_cache_hit_does_not_import_anthropic() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", _HIT_IN_FRESH_INTERPRETER],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["statuses"] == [200, 200]
+    assert outcome["from_cache"] == [False, True]
+    assert outcome["anthropic_loaded"] == []
+
+
+# --- consistency: the document of a state holds that state's evidence only ---
+
+
+def test_evidence_added_while_writing_stays_out_of_the_older_state(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = api.new_session()
+    add_evidence(api, session["id"], "tried", "Restarted the router", "Still drops")
+    real_iter_evidence = session_store.iter_evidence
+
+    def racing_iter_evidence(account_id: str, session_id: str) -> Iterator[Any]:
+        # Another engineer adds evidence between the session read (version 2) and the evidence read.
+        monkeypatch.setattr(session_store, "iter_evidence", real_iter_evidence)
+        request = EvidenceCreateRequest(kind=EvidenceKind.tried, text="Replaced the cable", result="Fixed")
+        sessions.add_evidence(Caller("acct-a", "engineer-b"), session_id, request)
+        return real_iter_evidence(account_id, session_id)
+
+    monkeypatch.setattr(session_store, "iter_evidence", racing_iter_evidence)
+    raced = api.post(preview_path(session["id"], ESCALATION)).body
+
+    assert raced["state_version"] == 2
+    assert "Restarted the router" in raced["markdown"]
+    assert "Replaced the cable" not in raced["markdown"]
+    current = api.post(preview_path(session["id"], ESCALATION)).body
+    assert (current["state_version"], current["from_cache"]) == (3, False)
+    assert "Replaced the cable" in current["markdown"]
+
+
+# --- the key from Secrets Manager (AWS): fetched once per container, never logged ---
+
+
+@pytest.fixture
+def key_secret(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FakeMessagesApi]]:
+    """ANTHROPIC_API_KEY_SECRET names a secret, no ANTHROPIC_API_KEY; the default writer factory is used,
+    with only the Claude writer's HTTP transport replaced."""
+    fake = FakeMessagesApi()
+    name = "flowpilot/local/anthropic"
+    api_key = "sk-ant-api03-" + "k" * 8 + "FromSecretsManager"
+    boto3.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps({"ANTHROPIC_API_KEY": api_key}))
+    monkeypatch.setenv("ANTHROPIC_API_KEY_SECRET", name)
+    settings.cache_clear()
+    real_init = ClaudeWriter.__init__
+
+    def init_with_mock_transport(self: ClaudeWriter, **kw: Any) -> None:
+        kw.setdefault("http_client", httpx2.Client(transport=httpx2.MockTransport(fake)))
+        real_init(self, **kw, sleep=fake.sleeps.append)
+
+    monkeypatch.setattr(ClaudeWriter, "__init__", init_with_mock_transport)
+    yield api_key, fake
+    settings.cache_clear()
+
+
+def test_key_from_secrets_manager_is_fetched_once_and_never_logged(
+    api: Api,
+    key_secret: tuple[str, FakeMessagesApi],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api_key, fake = key_secret
+    assert "ANTHROPIC_API_KEY" not in os.environ
+    session = api.new_session()
+
+    first = api.post(preview_path(session["id"], RESOLUTION))
+    # A rotated secret is picked up by the next container, not mid-container.
+    boto3.client("secretsmanager").put_secret_value(SecretId="flowpilot/local/anthropic", SecretString="sk-ant-other")
+    second = api.post(preview_path(session["id"], ESCALATION))
+
+    assert (first.status, second.status) == (200, 200), second.text
+    assert first.body["writer"] == second.body["writer"] == "claude:claude-sonnet-5-5"
+    assert [r.headers["authorization"] for r in fake.requests] == [f"Bearer {api_key}"] * 2
+    assert [r.getMessage() for r in caplog.records].count("preview written") == 2
+    logged = capsys.readouterr()
+    assert api_key not in logged.out + logged.err + "".join(str(vars(r)) for r in caplog.records)
+
+
+def test_unreadable_key_secret_is_503_not_a_silent_offline_preview(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY_SECRET", "flowpilot/local/anthropic-missing")
+    settings.cache_clear()
+    session = api.new_session()
+
+    response = api.post(preview_path(session["id"], RESOLUTION))
+
+    assert response.status == 503, response.text
+    assert response.body["error"]["code"] == "model_unavailable"
+    assert response.headers["retry-after"] == "30"
+    assert cache_item("acct-a", session["id"], RESOLUTION, 1) is None
+
+
+# --- the sample events in events/ ---
+
+
+@pytest.mark.parametrize("kind", [RESOLUTION, ESCALATION])
+def test_sample_event_drives_the_handler(api: Api, kind: str) -> None:
+    name = f"previews__post_ai_sessions_session_id_{kind.replace('-', '_')}_preview.json"
+    event = json.loads((ROOT / "events" / name).read_text())
+    handler = aws.handler("PreviewsFunction")
+    assert handler(event, LambdaContext())["statusCode"] == 404
+
+    claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
+    now = "2026-01-01T00:00:00.000000Z"
+    put_new_session(
+        claims["custom:account_id"],
+        Session(
+            id=event["pathParameters"]["session_id"],
+            title="VPN drops",
+            problem="Drops every 10 minutes.",
+            status=SessionStatus.active,
+            state_version=1,
+            created_by=claims["sub"],
+            created_at=now,
+            updated_at=now,
+        ),
+    )
+    result = handler(event, LambdaContext())
+    assert result["statusCode"] == 200, result["body"]
+    body = json.loads(result["body"])
+    assert (body["kind"], body["from_cache"], body["writer"]) == (kind, False, "offline")

@@ -1,0 +1,1 @@
+"""Placeholder until the whole-run secret leak check lands (issue 6)."""
