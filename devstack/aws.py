@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ MOTO_CONFIG: dict[str, Any] = {
 }
 
 Handler = Callable[[dict[str, Any], Any], Any]
+_load_lock = threading.RLock()
 
 
 def environment(identity_mode: str = "local", endpoint_url: str | None = None) -> dict[str, str]:
@@ -101,14 +103,20 @@ def load_function_module(logical_id: str) -> ModuleType:
     function = template.functions()[logical_id]
     module_file, _ = function.handler.rsplit(".", 1)
     name = f"flowpilot_functions.{function.code_dir.name}.{module_file}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, function.code_dir / f"{module_file}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    # Concurrent first requests (threaded server, concurrency tests) must not see a half-run module.
+    with _load_lock:
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, function.code_dir / f"{module_file}.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
 
 
 def handler(logical_id: str) -> Handler:
@@ -141,6 +149,36 @@ def invoke_function(logical_id: str, payload: Any) -> tuple[Any, str | None]:
             "errorMessage": str(error),
             "stackTrace": traceback.format_exception(error)[-3:],
         }, type(error).__name__
+
+
+@contextmanager
+def atomic_dynamodb_writes() -> Iterator[None]:
+    """Make moto's conditional writes atomic, as DynamoDB's are.
+
+    moto checks a write's condition and applies it without a lock, so two threads can both pass the same
+    condition; real DynamoDB refuses one of them. Concurrency tests and the threaded local stack need that.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    names = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+    originals = {name: getattr(DynamoDBBackend, name) for name in names if hasattr(DynamoDBBackend, name)}
+
+    def locked(original: Callable[..., Any]) -> Callable[..., Any]:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(self, *args, **kwargs)
+
+        return write
+
+    patches = [mock.patch.object(DynamoDBBackend, name, locked(fn)) for name, fn in originals.items()]
+    for patch in patches:
+        patch.start()
+    try:
+        yield
+    finally:
+        for patch in reversed(patches):
+            patch.stop()
 
 
 @contextmanager

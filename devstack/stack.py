@@ -42,9 +42,9 @@ class LocalStack:
         moto.start()
         self.parts["moto"] = moto
         aws.apply_environment(aws.environment(identity_mode="local", endpoint_url=self.moto_url))
-        dispatch = aws.lambda_dispatch()
-        dispatch.__enter__()
-        self.parts["dispatch"] = dispatch
+        for name, context in (("dispatch", aws.lambda_dispatch()), ("atomic", aws.atomic_dynamodb_writes())):
+            context.__enter__()
+            self.parts[name] = context
         aws.create_tables()
         self.parts["state_machines"] = aws.create_state_machines()
         if self.with_simulator:
@@ -73,8 +73,9 @@ class LocalStack:
             self.parts["api"].stop()
         if "simulator" in self.parts:
             self.parts["simulator"].stop()
-        if "dispatch" in self.parts:
-            self.parts["dispatch"].__exit__(None, None, None)
+        for name in ("atomic", "dispatch"):
+            if name in self.parts:
+                self.parts[name].__exit__(None, None, None)
         if "moto" in self.parts:
             self.parts["moto"].stop()
 

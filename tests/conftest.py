@@ -77,7 +77,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     no_sleep = mock.patch.object(retrier_decl, "time", _NoSleep())
-    with mock_aws(config=aws.MOTO_CONFIG), aws.lambda_dispatch(), no_sleep:
+    with mock_aws(config=aws.MOTO_CONFIG), aws.lambda_dispatch(), aws.atomic_dynamodb_writes(), no_sleep:
         aws.reset_process_caches()
         aws.create_tables()
         machines = list(aws.create_state_machines().values())

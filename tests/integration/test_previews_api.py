@@ -29,10 +29,14 @@ from flowpilot.writers.claude import DEFAULT_RETRY_AFTER_SECONDS, ClaudeWriter
 from devstack import aws
 from devstack.events import LambdaContext
 from tests.conftest import Api
+from tests.leakcheck import register_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOLUTION = "resolution-note"
 ESCALATION = "escalation-package"
+register_secret("sk-ant-test", "Anthropic API key (previews test)")
+register_secret("sk-ant-api03-" + "k" * 8 + "FromSecretsManager", "Anthropic API key (previews test, Secrets Manager)")
+register_secret("sk-ant-other", "rotated Anthropic API key (previews test)")
 
 RESOLUTION_TEXT = "VPN drops fixed by updating the client.\n\n## What we found\n- The client was outdated.\n"
 ESCALATION_TEXT = (

@@ -81,6 +81,22 @@ EVIDENCE = [
 ]
 
 
+def customer_line(item: Evidence) -> str:
+    """How the resolution note shows one item: a step without a result is just the step."""
+    if item.kind is EvidenceKind.tried and item.result is None:
+        return f"- {item.text}"
+    return item_line(item)
+
+
+def test_resolution_note_says_nothing_of_missing_results() -> None:
+    items = [evidence(1, EvidenceKind.tried, "Restarted the print spooler")]
+    markdown = OfflineWriter().write(RESOLUTION, session(), items).markdown
+    assert "- Restarted the print spooler\n" in markdown
+    assert "no result recorded" not in markdown
+    escalation = OfflineWriter().write(ESCALATION, session(), items).markdown
+    assert "- Restarted the print spooler — Result: no result recorded" in escalation
+
+
 def item_line(item: Evidence) -> str:
     """How the escalation package shows one item (the writer's documented format)."""
     if item.kind is EvidenceKind.message:
@@ -159,7 +175,7 @@ def test_resolution_note_is_a_summary_line_then_what_was_found_done_and_next() -
     # The newest tried step with a result, after the title: usable as the resolution summary.
     assert lines[0] == f"{TITLE} — Ran fix: Re-register the AAD broker plugin: Prompts stopped for 2 hours"
     assert lines[1] == ""
-    allowed = FIXED_LINES | {lines[0]} | {item_line(item) for item in EVIDENCE}
+    allowed = FIXED_LINES | {lines[0]} | {customer_line(item) for item in EVIDENCE}
     assert all(line in allowed for line in content_lines(markdown))
     headings = [line for line in lines if line.startswith("#")]
     assert headings == [FOUND_HEADING, DONE_HEADING, NEXT_STEPS_HEADING]

@@ -156,11 +156,8 @@ def decide(
             if template:
                 sensitive |= set(template.sensitive_parameters)
             rendered = scripts.render(body, language, _render_values(fix, template, request.parameters, sensitive))
-            kind, text, result = (
-                EvidenceKind.tried,
-                f"Ran suggested fix: {fix.title}",
-                "Rendered script (one-off)",
-            )
+            # What was run; its result is the engineer's to record (rendering a script is not a result).
+            kind, text = EvidenceKind.tried, f"Ran suggested fix: {fix.title}"
             if decision is UserDecision.draft_template:
                 draft = DraftTemplate(
                     id=new_id("dt"),
@@ -177,7 +174,7 @@ def decide(
                     created_at=now,
                 )
                 writes.append(store.draft_item(caller.account_id, draft))
-                draft_id, result = draft.id, f"Rendered script; queued as draft template {draft.id}"
+                draft_id = draft.id
         elif decision is UserDecision.build_template:
             query = urlencode({"session_id": session.id, "fix_id": fix.id})
             redirect = f"{settings().template_builder_path}?{query}"

@@ -68,16 +68,21 @@ FIXED_LINES: frozenset[str] = frozenset(
 _FIXED_OVERHEAD_CHARS = sum(len(line) + 2 for line in FIXED_LINES) + 16
 
 
-def _bullet(item: EvidenceLine) -> str:
+def _bullet(item: EvidenceLine, *, customer_visible: bool = False) -> str:
     if item.kind is EvidenceKind.message:
         return f"- {NOTE_LABEL} {item.text}"
+    if customer_visible and item.result is None:
+        # The internal package says "no result recorded"; a customer reads only what was done.
+        return f"- {item.text}"
     if item.kind is EvidenceKind.tried or item.result is not None:
         return f"- {item.text} — {RESULT_LABEL} {item.result if item.result is not None else NO_RESULT}"
     return f"- {item.text}"
 
 
-def _section(heading: str, items: Sequence[EvidenceLine], empty: str) -> list[str]:
-    return [heading, *([_bullet(item) for item in items] or [empty]), ""]
+def _section(
+    heading: str, items: Sequence[EvidenceLine], empty: str, *, customer_visible: bool = False
+) -> list[str]:
+    return [heading, *([_bullet(item, customer_visible=customer_visible) for item in items] or [empty]), ""]
 
 
 def _summary(title: str, tried: Sequence[EvidenceLine]) -> str:
@@ -132,10 +137,12 @@ class OfflineWriter:
         tried = selection.of_kind(EvidenceKind.tried)
         next_steps = selection.of_kind(EvidenceKind.next_step)
         lines = [_summary(title, tried), ""]
-        lines += _section(FOUND_HEADING, selection.of_kind(EvidenceKind.confirmed), NOTHING_CONFIRMED)
-        lines += _section(DONE_HEADING, tried, NOTHING_TRIED)
+        lines += _section(
+            FOUND_HEADING, selection.of_kind(EvidenceKind.confirmed), NOTHING_CONFIRMED, customer_visible=True
+        )
+        lines += _section(DONE_HEADING, tried, NOTHING_TRIED, customer_visible=True)
         if next_steps:
-            lines += _section(NEXT_STEPS_HEADING, next_steps, NO_NEXT_STEPS)
+            lines += _section(NEXT_STEPS_HEADING, next_steps, NO_NEXT_STEPS, customer_visible=True)
         if note := selection.omission_note():
             lines.append(note)
         return "\n".join(lines).rstrip() + "\n", selection.omitted_total
