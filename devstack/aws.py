@@ -75,9 +75,7 @@ def create_tables() -> None:
     for spec in template.tables().values():
         dynamodb.create_table(**spec["create"])
         if spec["ttl"]:
-            dynamodb.update_time_to_live(
-                TableName=spec["create"]["TableName"], TimeToLiveSpecification=spec["ttl"]
-            )
+            dynamodb.update_time_to_live(TableName=spec["create"]["TableName"], TimeToLiveSpecification=spec["ttl"])
 
 
 def create_state_machines() -> dict[str, str]:
@@ -140,9 +138,7 @@ def _dispatch_table() -> dict[str, str]:
 def invoke_function(logical_id: str, payload: Any) -> tuple[Any, str | None]:
     """Run a function's real handler as Lambda would; returns (result, error type or None)."""
     try:
-        return handler(logical_id)(
-            payload, LambdaContext(function_name=template.physical_name(logical_id))
-        ), None
+        return handler(logical_id)(payload, LambdaContext(function_name=template.physical_name(logical_id))), None
     except Exception as error:
         return {
             "errorType": type(error).__name__,

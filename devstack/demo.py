@@ -68,10 +68,17 @@ def run(api: str) -> None:
     demo.evidence(sid, "hypothesis", "NIC power management suspends the adapter")
 
     demo.say("The AI suggests a fix; the engineer runs it one-off (parameters safely quoted).")
-    fix = demo.call("POST", f"/ai-sessions/{sid}/suggested-fixes", {
-        "title": "Disable NIC power saving", "description": "Stop Windows from suspending the VPN adapter.",
-        "confidence_pct": 80, "ai_drafted_script": "Disable-NetAdapterPowerManagement -Name {{adapter}}",
-        "ai_drafted_parameters": {"adapter": "VPN 'Corp'"}})
+    fix = demo.call(
+        "POST",
+        f"/ai-sessions/{sid}/suggested-fixes",
+        {
+            "title": "Disable NIC power saving",
+            "description": "Stop Windows from suspending the VPN adapter.",
+            "confidence_pct": 80,
+            "ai_drafted_script": "Disable-NetAdapterPowerManagement -Name {{adapter}}",
+            "ai_drafted_parameters": {"adapter": "VPN 'Corp'"},
+        },
+    )
     decided = demo.call("POST", f"/ai-sessions/{sid}/suggested-fixes/{fix['id']}/decision", {"decision": "one_off"})
     print(f"      rendered_script: {decided.get('rendered_script')}")
     demo.evidence(sid, "tried", "Disabled NIC power saving on the VPN adapter", "Stable for 30 minutes")
@@ -79,7 +86,9 @@ def run(api: str) -> None:
     demo.say("Preview the customer-visible resolution note, twice: the second comes from the cache.")
     first = demo.call("POST", f"/ai-sessions/{sid}/resolution-note/preview")
     second = demo.call("POST", f"/ai-sessions/{sid}/resolution-note/preview")
-    print(f"      from_cache: {first['from_cache']} then {second['from_cache']} (state_version {second['state_version']})")
+    print(
+        f"      from_cache: {first['from_cache']} then {second['from_cache']} (state_version {second['state_version']})"
+    )
     print(textwrap.indent(first["markdown"], "      | "))
 
     demo.say("Post it: note → status change → verified by re-fetching the ticket.")
@@ -93,24 +102,36 @@ def run(api: str) -> None:
     demo.evidence(eid, "next_step", "Open a Microsoft support case for the target database")
     package = demo.call("POST", f"/ai-sessions/{eid}/escalation-package/preview")
     print(textwrap.indent(package["markdown"], "      | "))
-    escalated = demo.call("POST", f"/ai-sessions/{eid}/escalation-package/post",
-                          {"markdown": package["markdown"], "escalation_reason": "Needs Microsoft support case"})
+    escalated = demo.call(
+        "POST",
+        f"/ai-sessions/{eid}/escalation-package/post",
+        {"markdown": package["markdown"], "escalation_reason": "Needs Microsoft support case"},
+    )
     demo.show(escalated, ("outcome", "session_status", "external_id", "verified_status_name"))
     note = sim.get("/__simulator/tickets/1002").json()["notes"][-1]
-    print(f"      CW note flags: internalAnalysis={note['internalAnalysisFlag']} "
-          f"detailDescription={note['detailDescriptionFlag']} resolution={note['resolutionFlag']}")
+    print(
+        f"      CW note flags: internalAnalysis={note['internalAnalysisFlag']} "
+        f"detailDescription={note['detailDescriptionFlag']} resolution={note['resolutionFlag']}"
+    )
 
     demo.say("Ticket 1003's board silently ignores status changes: CW answers 200 and changes nothing.")
     rid = demo.session("Printer offline on 3rd floor", "Floor printer shows offline for everyone.", "1003")
     demo.evidence(rid, "tried", "Restarted the print spooler on the print server", "Printer back online")
-    failed = demo.call("POST", f"/ai-sessions/{rid}/resolution-note/post",
-                       {"markdown": "Restarted the print spooler; the printer is back online."}, expect=(502,))
+    failed = demo.call(
+        "POST",
+        f"/ai-sessions/{rid}/resolution-note/post",
+        {"markdown": "Restarted the print spooler; the printer is back online."},
+        expect=(502,),
+    )
     demo.show(failed["error"])
 
     demo.say("An admin fixes the board's workflow in CW; the engineer posts again. It resumes at the status change.")
     sim.post("/__simulator/tickets/1003/faults", json={"ignore_status_change": False}).raise_for_status()
-    resumed = demo.call("POST", f"/ai-sessions/{rid}/resolution-note/post",
-                        {"markdown": "Restarted the print spooler; the printer is back online."})
+    resumed = demo.call(
+        "POST",
+        f"/ai-sessions/{rid}/resolution-note/post",
+        {"markdown": "Restarted the print spooler; the printer is back online."},
+    )
     demo.show(resumed, ("outcome", "external_id", "verified_status_name"))
     notes = sim.get("/__simulator/tickets/1003").json()["notes"]
     print(f"      notes on ticket 1003: {len(notes)} (the resume reused note {resumed['external_id']})")

@@ -60,17 +60,13 @@ def call(
     result, error_type = _invoke(route.function, event)
     if error_type is not None:
         # What API Gateway returns when the integration fails; the tests treat it as a defect.
-        return ApiResponse(
-            500, {"content-type": "application/json"}, json.dumps({"message": "Internal Server Error"})
-        )
+        return ApiResponse(500, {"content-type": "application/json"}, json.dumps({"message": "Internal Server Error"}))
     return _to_response(result)
 
 
 def _invoke(logical_id: str, event: dict[str, Any]) -> tuple[Any, str | None]:
     try:
-        return aws.handler(logical_id)(
-            event, LambdaContext(function_name=template.physical_name(logical_id))
-        ), None
+        return aws.handler(logical_id)(event, LambdaContext(function_name=template.physical_name(logical_id))), None
     except Exception as error:
         import traceback
 

@@ -54,8 +54,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
-        status = args[1] if len(args) > 1 else ""
-        print(f"  api  {self.command} {self.path} -> {status!s}", flush=True)
+        message: str = format % args
+        print("  api  " + message, flush=True)
 
 
 class LocalApi:
@@ -67,7 +67,7 @@ class LocalApi:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> None:
         self.thread.start()

@@ -88,9 +88,7 @@ class LocalStack:
         for name, arn in self.parts.get("state_machines", {}).items():
             lines.append(f"  state machine   {name}: {arn}")
         if "simulator" in self.parts:
-            lines.append(
-                f"  ConnectWise     {self.parts['simulator'].base_url}   (simulator, demo tickets 1001-1006)"
-            )
+            lines.append(f"  ConnectWise     {self.parts['simulator'].base_url}   (simulator, demo tickets 1001-1006)")
         writer = "Claude (ANTHROPIC_API_KEY set)" if os.environ.get("ANTHROPIC_API_KEY") else "offline writer"
         lines += [
             f"  writer          {writer}",

@@ -94,9 +94,7 @@ def resolve(value: Any, extra: dict[str, str] | None = None) -> Any:
             return re.sub(
                 r"\$\{([^}]+)\}",
                 lambda m: str(
-                    resolve(variables[m.group(1)], extra)
-                    if m.group(1) in variables
-                    else _ref(m.group(1), extra)
+                    resolve(variables[m.group(1)], extra) if m.group(1) in variables else _ref(m.group(1), extra)
                 ),
                 text,
             )

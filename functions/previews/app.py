@@ -4,6 +4,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
+
 from flowpilot import previews
 from flowpilot.api import caller, handler_for
 from flowpilot.models import ID_PATTERN, PreviewKind, ResolutionNotePreviewResponse

@@ -1,6 +1,7 @@
 """Account settings API: preferences and the PSA connection (keys are write-only)."""
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
+
 from flowpilot import account_settings
 from flowpilot.account_settings import AccountSettings, Preferences, PsaConnectionRequest
 from flowpilot.api import caller, handler_for

@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from flowpilot import writeback_steps
 from flowpilot.observability import logger, metrics, tracer
 

@@ -4,6 +4,8 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
 from flowpilot import writeback
 from flowpilot.api import caller, handler_for
 from flowpilot.models import (
@@ -17,7 +19,7 @@ from flowpilot.writeback import WritebackAccepted, WritebackLedgerEntry
 router = Router()
 SessionId = Annotated[str, Path(pattern=ID_PATTERN)]
 WritebackId = Annotated[str, Path(pattern=ID_PATTERN)]
-_RESPONSES = {
+_RESPONSES: dict[int, OpenAPIResponse] = {
     202: {
         "description": "Still working; poll the status_url",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WritebackAccepted"}}},

@@ -52,19 +52,30 @@ def _sessions_table_dump() -> list[dict[str, Any]]:
 def a_world(api: Api) -> dict[str, str]:
     """Account A: an active session with a fix, a resolved session with a write-back, a draft, settings."""
     active = api.new_session(title="A's active session")
-    fix = api.post(f"/ai-sessions/{active['id']}/suggested-fixes", sample_body_for("POST /ai-sessions/{session_id}/suggested-fixes"))
+    fix = api.post(
+        f"/ai-sessions/{active['id']}/suggested-fixes",
+        sample_body_for("POST /ai-sessions/{session_id}/suggested-fixes"),
+    )
     assert fix.status == 201, fix.text
-    drafted = api.post(f"/ai-sessions/{active['id']}/suggested-fixes", {**sample_body_for(
-        "POST /ai-sessions/{session_id}/suggested-fixes"), "title": "second"})
-    decided = api.post(f"/ai-sessions/{active['id']}/suggested-fixes/{drafted.body['id']}/decision",
-                       {"decision": "draft_template"})
+    drafted = api.post(
+        f"/ai-sessions/{active['id']}/suggested-fixes",
+        {**sample_body_for("POST /ai-sessions/{session_id}/suggested-fixes"), "title": "second"},
+    )
+    decided = api.post(
+        f"/ai-sessions/{active['id']}/suggested-fixes/{drafted.body['id']}/decision", {"decision": "draft_template"}
+    )
     assert decided.status == 200, decided.text
     closed = api.new_session(title="A's resolved session")
     posted = api.post(f"/ai-sessions/{closed['id']}/resolution-note/post", {"markdown": "Fixed."})
     assert posted.status == 200, posted.text
     api.put("/account-settings/preferences", {"cw_resolved_status_id": 5})
-    return {"active": active["id"], "fix": fix.body["id"], "closed": closed["id"],
-            "writeback": posted.body["writeback_id"], "draft_session": active["id"]}
+    return {
+        "active": active["id"],
+        "fix": fix.body["id"],
+        "closed": closed["id"],
+        "writeback": posted.body["writeback_id"],
+        "draft_session": active["id"],
+    }
 
 
 def sample_body_for(route_key: str) -> Any:
@@ -73,11 +84,15 @@ def sample_body_for(route_key: str) -> Any:
 
 
 @pytest.mark.parametrize("route", template.routes(), ids=lambda r: r.route_key)
-def test_another_account_cannot_see_or_change_a(api: Api, api_b: Api, a_world: dict[str, str],
-                                                route: template.Route) -> None:
+def test_another_account_cannot_see_or_change_a(
+    api: Api, api_b: Api, a_world: dict[str, str], route: template.Route
+) -> None:
     session_id = a_world["closed"] if "{writeback_id}" in route.path else a_world["active"]
-    path = (route.path.replace("{session_id}", session_id).replace("{fix_id}", a_world["fix"])
-            .replace("{writeback_id}", a_world["writeback"]))
+    path = (
+        route.path.replace("{session_id}", session_id)
+        .replace("{fix_id}", a_world["fix"])
+        .replace("{writeback_id}", a_world["writeback"])
+    )
     before = _sessions_table_dump()
     a_view_before = api.get(f"/ai-sessions/{a_world['active']}").body
     response = api_b.call(route.method, path, body=sample_body(route))

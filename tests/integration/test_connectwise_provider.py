@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+
+from devstack.cw_simulator import CWSimulator
 from flowpilot.errors import BadGateway, InvalidInput, UpstreamUnavailable
 from flowpilot.psa import (
     BoardStatus,
@@ -30,8 +32,6 @@ from flowpilot.psa import (
     with_marker,
 )
 from flowpilot.psa.connectwise import ConnectWiseConnection, ConnectWiseProvider, clear_caches, provider_for
-
-from devstack.cw_simulator import CWSimulator
 
 PUBLIC_KEY = "pubKEY-9f8e7d6c"
 PRIVATE_KEY = "privKEY-1a2b3c4d5e"

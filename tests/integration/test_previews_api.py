@@ -16,6 +16,9 @@ from typing import Any
 import boto3
 import httpx2
 import pytest
+
+from devstack import aws
+from devstack.events import LambdaContext
 from flowpilot import previews, sessions
 from flowpilot.config import settings
 from flowpilot.identity import Caller
@@ -25,9 +28,6 @@ from flowpilot.store import sessions as session_store
 from flowpilot.store.sessions import put_new_session
 from flowpilot.writers import ESCALATION_HEADINGS
 from flowpilot.writers.claude import DEFAULT_RETRY_AFTER_SECONDS, ClaudeWriter
-
-from devstack import aws
-from devstack.events import LambdaContext
 from tests.conftest import Api
 from tests.leakcheck import register_secret
 

@@ -32,9 +32,7 @@ def test_evidence_bumps_state_version(api: Api) -> None:
 
 def test_link_ticket_bumps_state_version(api: Api) -> None:
     session = api.new_session()
-    response = api.put(
-        f"/ai-sessions/{session['id']}/psa-ticket", {"provider": "connectwise", "ticket_id": "42"}
-    )
+    response = api.put(f"/ai-sessions/{session['id']}/psa-ticket", {"provider": "connectwise", "ticket_id": "42"})
     assert response.status == 200, response.text
     assert response.body["psa_ticket"] == {"provider": "connectwise", "ticket_id": "42"}
     assert response.body["state_version"] == 2
@@ -46,9 +44,7 @@ def test_pagination_over_250_sessions_returns_each_once_newest_first(api: Api) -
     from flowpilot.sessions import create_session
 
     caller = Caller("acct-a", "engineer-a")
-    created = [
-        create_session(caller, SessionCreateRequest(title=f"s{i}", problem="p")).id for i in range(250)
-    ]
+    created = [create_session(caller, SessionCreateRequest(title=f"s{i}", problem="p")).id for i in range(250)]
     seen: list[str] = []
     cursor = None
     pages = 0

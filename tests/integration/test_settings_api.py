@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from tests.conftest import Api
+from tests.leakcheck import register_psa_credentials
 
 CONNECTION = {
     "provider": "connectwise",
@@ -18,6 +19,7 @@ CONNECTION = {
     "private_key": "priv-" + "K3m8Vb5Ln",
     "client_id": "3d9b2c1e-8f7a-4c6d-9e5b-1a2b3c4d5e6f",
 }
+register_psa_credentials(CONNECTION["company_id"], CONNECTION["public_key"], CONNECTION["private_key"], "settings test")
 
 
 def test_settings_start_empty(api: Api) -> None:
@@ -66,9 +68,7 @@ def test_preferences_round_trip_and_validation(api: Api) -> None:
     assert response.status == 200
     assert response.body["preferences"]["cw_resolved_status_ids_by_board"] == {"2": 25}
     assert api.put("/account-settings/preferences", {"cw_resolved_status_id": 0}).status == 422
-    assert (
-        api.put("/account-settings/preferences", {"cw_resolved_status_ids_by_board": {"x": 1}}).status == 422
-    )
+    assert api.put("/account-settings/preferences", {"cw_resolved_status_ids_by_board": {"x": 1}}).status == 422
     assert api.get("/account-settings").body["preferences"]["cw_resolved_status_id"] == 5
 
 
@@ -111,9 +111,7 @@ def test_public_https_base_url_is_accepted(api: Api, monkeypatch: pytest.MonkeyP
 
 
 def test_missing_keys_is_422_and_saves_nothing(api: Api) -> None:
-    response = api.put(
-        "/account-settings/psa-connection", {k: v for k, v in CONNECTION.items() if k != "private_key"}
-    )
+    response = api.put("/account-settings/psa-connection", {k: v for k, v in CONNECTION.items() if k != "private_key"})
     assert response.status == 422
     assert api.get("/account-settings").body["psa"]["configured"] is False
 

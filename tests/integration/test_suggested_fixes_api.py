@@ -12,15 +12,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+
+from devstack import aws, sample_events, template
+from devstack.events import LambdaContext, http_event
 from flowpilot.api import handler_for
 from flowpilot.config import settings
 from flowpilot.models import ScriptTemplate, Session, SessionStatus
 from flowpilot.observability import SERVICE
 from flowpilot.store import sessions as session_store
 from flowpilot.store import suggested_fixes as fix_store
-
-from devstack import aws, sample_events, template
-from devstack.events import LambdaContext, http_event
 from tests.conftest import Api
 
 CONTRACT_FIELDS = {

@@ -96,10 +96,7 @@ def test_skipped_transition_when_no_status_configured(api: Api, cw: Any) -> None
     body = response.body
     assert body["outcome"] == "resolved"
     assert body["verified_status_id"] is None
-    assert (
-        "No resolve status is configured for board 'Service Desk' (1)"
-        in body["status_transition_skipped_reason"]
-    )
+    assert "No resolve status is configured for board 'Service Desk' (1)" in body["status_transition_skipped_reason"]
     assert len(cw.notes(1001)) == 1
     assert cw.ticket(1001)["status"]["id"] == 2
     assert not [r for r in cw.requests if r.method == "PATCH"]
@@ -247,9 +244,7 @@ def test_happy_path_costs_four_psa_calls_once_statuses_are_cached(api: Api, psa:
     ]
 
 
-def wait_for_drift_check(
-    api: Api, session_id: str, writeback_id: str, timeout: float = 10.0
-) -> dict[str, Any]:
+def wait_for_drift_check(api: Api, session_id: str, writeback_id: str, timeout: float = 10.0) -> dict[str, Any]:
     import time
 
     deadline = time.monotonic() + timeout

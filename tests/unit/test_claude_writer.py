@@ -17,16 +17,19 @@ from typing import Any
 import anthropic  # imported here so its ~1.2 s is paid at collection, not inside a test
 import httpx2
 import pytest
+
 from flowpilot.config import settings
 from flowpilot.errors import BadGateway, UpstreamTimeout, UpstreamUnavailable
 from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session, SessionStatus
 from flowpilot.writers import ESCALATION_HEADINGS, OfflineWriter, Usage, writer_from_environment
 from flowpilot.writers.claude import MAX_OUTPUT_TOKENS, ClaudeWriter
 from flowpilot.writers.prompt import SYSTEM_PROMPT_ESCALATION, SYSTEM_PROMPT_RESOLUTION
+from tests.leakcheck import register_secret
 
 ESCALATION = PreviewKind.escalation_package
 RESOLUTION = PreviewKind.resolution_note
 API_KEY = "test-" + "key-not-real"
+register_secret(API_KEY, "Anthropic API key (claude writer test)")
 PACKAGE = "\n\n".join(f"{heading}\n- from the evidence" for heading in ESCALATION_HEADINGS)
 Handler = Callable[[httpx2.Request], httpx2.Response]
 
@@ -67,9 +70,7 @@ EVIDENCE = [
 ]
 
 
-def message(
-    text: str | list[str], *, stop_reason: str = "end_turn", cache_read: int | None = 1200
-) -> dict[str, Any]:
+def message(text: str | list[str], *, stop_reason: str = "end_turn", cache_read: int | None = 1200) -> dict[str, Any]:
     texts = [text] if isinstance(text, str) else text
     return {
         "id": "msg_01FakeFakeFake",
@@ -174,9 +175,7 @@ def test_request_shape_usage_and_exactly_one_call() -> None:
 
 
 def test_resolution_note_joins_text_blocks_and_missing_cache_counts_are_zero() -> None:
-    api = FakeMessagesApi(
-        [ok(["VPN drops fixed by a longer lease.\n\n", "## What we did\n- ..."], cache_read=None)]
-    )
+    api = FakeMessagesApi([ok(["VPN drops fixed by a longer lease.\n\n", "## What we did\n- ..."], cache_read=None)])
     document = api.writer(model="claude-sonnet-4-6").write(RESOLUTION, session(), EVIDENCE)
     assert document.markdown == "VPN drops fixed by a longer lease.\n\n## What we did\n- ...\n"
     assert document.writer == "claude:claude-sonnet-4-6"
@@ -314,9 +313,7 @@ def test_typographic_apostrophes_and_a_code_fence_are_tolerated() -> None:
 
 def test_hash_lines_inside_code_blocks_are_not_sections() -> None:
     script = "\n```powershell\n## flush the broker cache\nGet-Process -Name wam*\n```"
-    package = PACKAGE.replace(
-        "## What we've tried\n- from the evidence", "## What we've tried\n- ran:" + script
-    )
+    package = PACKAGE.replace("## What we've tried\n- from the evidence", "## What we've tried\n- ran:" + script)
     api = FakeMessagesApi([ok(package)])
     assert api.writer().write(ESCALATION, session(), EVIDENCE).markdown == package + "\n"
 
@@ -354,7 +351,5 @@ def test_importing_the_writers_does_not_import_anthropic() -> None:
         "print(sorted(m for m in sys.modules if m == 'anthropic' or m.startswith('anthropic.')))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    completed = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
-    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert completed.stdout.strip() == "[]"

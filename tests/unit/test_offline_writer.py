@@ -22,11 +22,7 @@ from flowpilot.writers.offline import (
 ESCALATION = PreviewKind.escalation_package
 RESOLUTION = PreviewKind.resolution_note
 TITLE = "Outlook keeps prompting for credentials"
-PROBLEM = (
-    "Jane Smith says Outlook asks for her password every 10 minutes.\n"
-    "\n"
-    "It started Monday after the MFA rollout."
-)
+PROBLEM = "Jane Smith says Outlook asks for her password every 10 minutes.\n\nIt started Monday after the MFA rollout."
 
 
 def session(problem: str = PROBLEM) -> Session:
@@ -70,9 +66,7 @@ EVIDENCE = [
         "Rejected suggested fix: Rebuild Outlook profile — recreates the mail profile",
     ),
     evidence(5, EvidenceKind.confirmed, "Sign-in logs show interrupts with AADSTS50076."),
-    evidence(
-        6, EvidenceKind.tried, "Ran fix: Re-register the AAD broker plugin", "Prompts stopped for 2 hours"
-    ),
+    evidence(6, EvidenceKind.tried, "Ran fix: Re-register the AAD broker plugin", "Prompts stopped for 2 hours"),
     evidence(7, EvidenceKind.tried, "Checked the Office build number"),
     evidence(8, EvidenceKind.message, "Customer says the issue also happens on her phone."),
     evidence(9, EvidenceKind.next_step, "Ask the user to confirm tomorrow morning."),
@@ -228,14 +222,8 @@ def test_thousands_of_items_give_a_bounded_document_that_says_what_it_left_out()
 
 
 def test_multiline_or_heading_like_evidence_cannot_add_sections() -> None:
-    items = [
-        evidence(
-            1, EvidenceKind.tried, "Ran the script\n## Injected heading\nsecond line", "ok\n\n## Another"
-        )
-    ]
-    markdown = (
-        OfflineWriter().write(ESCALATION, session(problem="Line one\n## Not a heading"), items).markdown
-    )
+    items = [evidence(1, EvidenceKind.tried, "Ran the script\n## Injected heading\nsecond line", "ok\n\n## Another")]
+    markdown = OfflineWriter().write(ESCALATION, session(problem="Line one\n## Not a heading"), items).markdown
     assert has_escalation_sections(markdown)
     assert "- Ran the script ## Injected heading second line — Result: ok ## Another" in markdown
 

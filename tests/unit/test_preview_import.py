@@ -49,7 +49,6 @@ def test_previews_handler_does_not_import_anthropic() -> None:
 def test_the_import_log_would_show_anthropic() -> None:
     """The check above can fail: the same log names `anthropic` once the Claude writer is used."""
     modules = _imported_modules(
-        _LOAD
-        + "; from flowpilot.writers.claude import ClaudeWriter; ClaudeWriter(api_key='sk-ant-test')._sdk()"
+        _LOAD + "; from flowpilot.writers.claude import ClaudeWriter; ClaudeWriter(api_key='sk-ant-test')._sdk()"
     )
     assert "anthropic" in modules

@@ -50,9 +50,7 @@ def evidence(n: int, kind: EvidenceKind, text: str, result: str | None = None) -
 
 def many(count: int) -> list[Evidence]:
     return [
-        evidence(
-            n, KIND_CYCLE[n % 4], f"Step {n}: checked the WAM broker cache on LAPTOP-{n:05d}", f"outcome {n}"
-        )
+        evidence(n, KIND_CYCLE[n % 4], f"Step {n}: checked the WAM broker cache on LAPTOP-{n:05d}", f"outcome {n}")
         for n in range(count)
     ]
 
@@ -84,9 +82,7 @@ def test_trimming_keeps_the_newest_and_states_what_was_omitted() -> None:
     statement = re.search(r"\((\d+) older items omitted: ([^)]*)\)", prompt.user)
     assert statement is not None
     assert int(statement.group(1)) == prompt.trimmed_evidence
-    counts = dict(
-        (kind, int(count)) for count, kind in (part.split(" ") for part in statement.group(2).split(", "))
-    )
+    counts = dict((kind, int(count)) for count, kind in (part.split(" ") for part in statement.group(2).split(", ")))
     assert sum(counts.values()) == prompt.trimmed_evidence
     assert set(counts) == {"confirmed", "tried", "message"}
     assert items[-1].text in prompt.user
@@ -118,9 +114,7 @@ def test_resolution_prompt_never_sees_hypotheses_or_messages() -> None:
         evidence(1, EvidenceKind.confirmed, "Modern authentication is enabled for the tenant"),
         evidence(2, EvidenceKind.hypothesis, "Maybe the WAM broker token is stale"),
         evidence(3, EvidenceKind.message, "Rejected suggested fix: Rebuild profile — recreates the profile"),
-        evidence(
-            4, EvidenceKind.tried, "Cleared cached credentials in Credential Manager", "Prompts stopped"
-        ),
+        evidence(4, EvidenceKind.tried, "Cleared cached credentials in Credential Manager", "Prompts stopped"),
         evidence(5, EvidenceKind.next_step, "Confirm with the user tomorrow"),
     ]
     prompt = build_prompt(RESOLUTION, session(), items)
@@ -170,14 +164,8 @@ def test_evidence_is_sent_oldest_first_whatever_the_input_order() -> None:
 
 def test_secrets_never_reach_the_prompt() -> None:
     secret = "Gr33n" + "Tea!" + "42"
-    items = [
-        evidence(
-            1, EvidenceKind.tried, f"Mapped the drive with net use Z: \\\\fs01\\d /user:ACME\\bob {secret}"
-        )
-    ]
-    prompt = build_prompt(
-        ESCALATION, session(problem=f"Service account password={secret} stopped working"), items
-    )
+    items = [evidence(1, EvidenceKind.tried, f"Mapped the drive with net use Z: \\\\fs01\\d /user:ACME\\bob {secret}")]
+    prompt = build_prompt(ESCALATION, session(problem=f"Service account password={secret} stopped working"), items)
     assert secret not in prompt.user
     assert prompt.user.count("[redacted password]") == 2
 

@@ -11,6 +11,7 @@ import random
 import string
 
 import pytest
+
 from flowpilot.scanner import Finding, redact, scan
 
 _rng = random.Random(20240611)
@@ -222,9 +223,7 @@ def test_corpora_are_big_enough() -> None:
     assert len(ORDINARY) >= 25
 
 
-@pytest.mark.parametrize(
-    ("line", "kind", "secret"), SECRETS, ids=[f"{i}-{k}" for i, (_, k, _) in enumerate(SECRETS)]
-)
+@pytest.mark.parametrize(("line", "kind", "secret"), SECRETS, ids=[f"{i}-{k}" for i, (_, k, _) in enumerate(SECRETS)])
 def test_each_secret_is_found_with_its_kind(line: str, kind: str, secret: str) -> None:
     findings = scan(line)
     assert [f.kind for f in findings] == [kind], findings

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from flowpilot import scripts
 from flowpilot.errors import InvalidInput
 from flowpilot.models import ScriptLanguage

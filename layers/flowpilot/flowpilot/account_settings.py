@@ -38,11 +38,7 @@ class Preferences(Strict):
     cw_escalated_status_ids_by_board: BoardStatusMap = Field(default_factory=dict)
 
     def target_status(self, kind: str, board_id: int | None) -> int | None:
-        by_board = (
-            self.cw_resolved_status_ids_by_board
-            if kind == "resolve"
-            else self.cw_escalated_status_ids_by_board
-        )
+        by_board = self.cw_resolved_status_ids_by_board if kind == "resolve" else self.cw_escalated_status_ids_by_board
         if board_id is not None and str(board_id) in by_board:
             return by_board[str(board_id)]
         return self.cw_resolved_status_id if kind == "resolve" else self.cw_escalated_status_id
@@ -152,8 +148,6 @@ def put_psa_connection(caller: Caller, request: PsaConnectionRequest) -> Account
         configured=True,
         updated_at=now,
     )
-    store.put_field(
-        caller.account_id, "psa", {**view.model_dump(exclude_none=True), "secret_arn": secret_arn}, now
-    )
+    store.put_field(caller.account_id, "psa", {**view.model_dump(exclude_none=True), "secret_arn": secret_arn}, now)
     logger.info("PSA connection saved", extra={"provider": request.provider, "site": request.site})
     return _view(caller.account_id)

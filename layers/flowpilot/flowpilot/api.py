@@ -76,17 +76,12 @@ def make_app(*routers: Router) -> APIGatewayHttpResolver:
     @app.exception_handler(FlowPilotError)
     def _domain_error(error: FlowPilotError) -> Response[Any]:
         logger.info("request refused", extra={"error_code": error.code, "status": error.status})
-        metrics.add_metric(
-            name="ClientError" if error.status < 500 else "UpstreamError", unit="Count", value=1
-        )
+        metrics.add_metric(name="ClientError" if error.status < 500 else "UpstreamError", unit="Count", value=1)
         return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:
-        detail = [
-            {"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
-            for e in error.errors()
-        ]
+        detail = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in error.errors()]
         body = {
             "error": {"code": "validation_error", "message": _validation_message(detail)},
             "detail": detail,

@@ -29,9 +29,7 @@ def caller_from_event(event: dict[str, Any]) -> Caller:
         account = headers.get(DEV_ACCOUNT_HEADER) or DEFAULT_DEV_ACCOUNT
         engineer = headers.get(DEV_USER_HEADER) or DEFAULT_DEV_ENGINEER
     else:
-        claims = (((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt") or {}).get(
-            "claims"
-        ) or {}
+        claims = (((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt") or {}).get("claims") or {}
         account, engineer = claims.get("custom:account_id"), claims.get("sub")
     if not isinstance(account, str) or not isinstance(engineer, str):
         raise Unauthorized("The request carries no account or engineer identity.")

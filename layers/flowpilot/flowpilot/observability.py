@@ -12,9 +12,7 @@ SERVICE = "flowpilot-writeback"
 METRICS_NAMESPACE = "FlowPilot"
 
 # Keys whose values are never logged, wherever they appear in a structured log record.
-_SENSITIVE_KEY = re.compile(
-    r"(pass(word)?|secret|token|private|public_key|api[_-]?key|authorization|credential)", re.I
-)
+_SENSITIVE_KEY = re.compile(r"(pass(word)?|secret|token|private|public_key|api[_-]?key|authorization|credential)", re.I)
 REDACTED = "***redacted***"
 
 

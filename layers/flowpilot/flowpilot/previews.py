@@ -65,9 +65,7 @@ def get_or_write(caller: Caller, session_id: str, kind: PreviewKind) -> Resoluti
         preview_cache.put_preview(caller.account_id, session.id, written)
     except ClientError as error:
         # The document is complete and correct; failing to cache it only costs a later model call.
-        logger.warning(
-            "preview not cached", extra={"error_code": error.response.get("Error", {}).get("Code")}
-        )
+        logger.warning("preview not cached", extra={"error_code": error.response.get("Error", {}).get("Code")})
     return _response(session, written, from_cache=False)
 
 
@@ -107,8 +105,7 @@ def _write(caller: Caller, session: Session, kind: PreviewKind) -> CachedPreview
 def _response(session: Session, preview: CachedPreview, *, from_cache: bool) -> ResolutionNotePreviewResponse:
     # Scanned on every answer (pure and fast): warnings always reflect the current scanner.
     warnings = [
-        SecretWarning(kind=f.kind, line=f.line, column=f.column, excerpt=f.excerpt)
-        for f in scan(preview.markdown)
+        SecretWarning(kind=f.kind, line=f.line, column=f.column, excerpt=f.excerpt) for f in scan(preview.markdown)
     ]
     if warnings:
         metrics.add_metric(name="PreviewSecretWarnings", unit="Count", value=len(warnings))

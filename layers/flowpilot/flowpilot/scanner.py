@@ -129,9 +129,7 @@ def _powershell_plaintext_secure_string(text: str) -> Iterator[_Span]:
             continue
         literal = re.search(r"""(["'])(?P<secret>[^"'\n]{1,200})\1""", command.group(0))
         if literal and not _is_placeholder(literal.group("secret")):
-            yield _Span(
-                "password", command.start() + literal.start("secret"), command.start() + literal.end("secret")
-            )
+            yield _Span("password", command.start() + literal.start("secret"), command.start() + literal.end("secret"))
 
 
 _PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
@@ -238,12 +236,8 @@ _DETECTORS: tuple[_Detector, ...] = (
         r"""(?i:(?<![\w-])-[a-z]*password\s+)(?P<q>["'])(?P<secret>[^"'\n]{1,200})(?P=q)""",
         check=lambda value: not _is_placeholder(value),
     ),
-    _assignment(
-        "password", _PASSWORD_KEYS, separators="=", check=lambda v: _looks_like_password(v, strict=False)
-    ),
-    _assignment(
-        "password", _PASSWORD_KEYS, separators=":", check=lambda v: _looks_like_password(v, strict=True)
-    ),
+    _assignment("password", _PASSWORD_KEYS, separators="=", check=lambda v: _looks_like_password(v, strict=False)),
+    _assignment("password", _PASSWORD_KEYS, separators=":", check=lambda v: _looks_like_password(v, strict=True)),
     _assignment(
         "generic_secret",
         r"[a-z0-9_.-]*(?:api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|"

@@ -59,9 +59,7 @@ def require_active(session: Session) -> Session:
     return session
 
 
-def list_sessions(
-    caller: Caller, status: SessionStatus | None, limit: int, cursor: str | None
-) -> SessionList:
+def list_sessions(caller: Caller, status: SessionStatus | None, limit: int, cursor: str | None) -> SessionList:
     items, next_cursor = store.list_sessions(caller.account_id, status, limit, cursor)
     return SessionList(items=items, next_cursor=next_cursor)
 
@@ -86,9 +84,7 @@ def change_with_version_bump[T](
         except store.ConditionFailed:
             continue
         return result
-    raise Conflict(
-        "The session changed repeatedly while saving; try again.", code="session_changed_concurrently"
-    )
+    raise Conflict("The session changed repeatedly while saving; try again.", code="session_changed_concurrently")
 
 
 def add_evidence(caller: Caller, session_id: str, request: EvidenceCreateRequest) -> Evidence:

@@ -99,8 +99,7 @@ def post(
                 code="sensitive_content",
                 details={
                     "warnings": [
-                        {"kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt}
-                        for f in findings
+                        {"kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt} for f in findings
                     ]
                 },
             )
@@ -108,9 +107,7 @@ def post(
     if ticket is not None:
         check_configured(caller.account_id, ticket["provider"])  # fail fast: 422 before anything starts
     explicit = (
-        request.resolution_summary
-        if isinstance(request, ResolutionNotePostRequest)
-        else request.escalation_reason
+        request.resolution_summary if isinstance(request, ResolutionNotePostRequest) else request.escalation_reason
     )
     summary = explicit or first_line_summary(request.markdown)
     writeback_id = new_id("wb")

@@ -46,10 +46,7 @@ def _honouring_retry_after[T](call: Callable[[], T]) -> T:
         try:
             return call()
         except PSARateLimited as error:
-            if (
-                error.retry_after > MAX_INLINE_RETRY_AFTER_SECONDS
-                or attempt == INLINE_RATE_LIMIT_ATTEMPTS - 1
-            ):
+            if error.retry_after > MAX_INLINE_RETRY_AFTER_SECONDS or attempt == INLINE_RATE_LIMIT_ATTEMPTS - 1:
                 raise
             logger.info("PSA rate limited; waiting as asked", extra={"retry_after": error.retry_after})
             time.sleep(error.retry_after)
@@ -330,9 +327,7 @@ STEPS: dict[str, Callable[[State], State]] = {
 def run(action: str, state: State) -> State:
     """Run one step; a domain error is written to the ledger (as the client will see it) before it propagates."""
     step = STEPS[action]
-    logger.append_keys(
-        session_id=state.get("session_id"), writeback_id=state.get("writeback_id"), step=action
-    )
+    logger.append_keys(session_id=state.get("session_id"), writeback_id=state.get("writeback_id"), step=action)
     try:
         return step(state)
     except FlowPilotError as error:

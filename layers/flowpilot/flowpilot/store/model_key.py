@@ -44,9 +44,7 @@ def _key_from_secret_string(value: str) -> str | None:
             data = json.loads(value)
         except ValueError:
             return None
-        found = next(
-            (data[f] for f in _JSON_FIELDS if isinstance(data.get(f), str) and data[f].strip()), None
-        )
+        found = next((data[f] for f in _JSON_FIELDS if isinstance(data.get(f), str) and data[f].strip()), None)
         return found.strip() if found else None
     return value or None
 
@@ -68,11 +66,7 @@ def anthropic_api_key() -> str | None:
     try:
         secret_string = _client().get_secret_value(SecretId=name).get("SecretString") or ""
     except (ClientError, BotoCoreError) as error:
-        code = (
-            error.response.get("Error", {}).get("Code")
-            if isinstance(error, ClientError)
-            else type(error).__name__
-        )
+        code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else type(error).__name__
         logger.error("cannot read the Anthropic key secret", extra={"key_source": name, "error_code": code})
         raise UpstreamUnavailable(
             "The note writer's credentials are unavailable right now; try again shortly.",
@@ -81,9 +75,7 @@ def anthropic_api_key() -> str | None:
         ) from None
     key = _key_from_secret_string(secret_string)
     if key is None:
-        logger.warning(
-            "the Anthropic key secret holds no key; using the offline writer", extra={"key_source": name}
-        )
+        logger.warning("the Anthropic key secret holds no key; using the offline writer", extra={"key_source": name})
     with _lock:
         _fetched[name] = key
     return key

@@ -33,9 +33,7 @@ def preview_key(account_id: str, session_id: str, kind: PreviewKind, state_versi
     return {"PK": dynamo.session_pk(account_id, session_id), "SK": f"P#{kind.value}#V#{state_version:010d}"}
 
 
-def get_preview(
-    account_id: str, session_id: str, kind: PreviewKind, state_version: int
-) -> CachedPreview | None:
+def get_preview(account_id: str, session_id: str, kind: PreviewKind, state_version: int) -> CachedPreview | None:
     """The cached preview of exactly this state, or None (missing or past its expiry). One GetItem."""
     response = dynamo.preview_cache_table().get_item(
         Key=preview_key(account_id, session_id, kind, state_version), ConsistentRead=True

@@ -63,9 +63,7 @@ def put_new_session(account_id: str, session: Session) -> None:
 
 
 def get_session_item(account_id: str, session_id: str, *, consistent: bool = True) -> dict[str, Any] | None:
-    response = dynamo.sessions_table().get_item(
-        Key=session_key(account_id, session_id), ConsistentRead=consistent
-    )
+    response = dynamo.sessions_table().get_item(Key=session_key(account_id, session_id), ConsistentRead=consistent)
     item = response.get("Item")
     return dynamo.plain(item) if item else None
 
@@ -88,9 +86,7 @@ def _decode_cursor(cursor: str, status: str | None) -> str:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         order_key = data["k"]
-        valid = (
-            data.get("v") == 1 and isinstance(order_key, str) and "#" in order_key and len(order_key) < 200
-        )
+        valid = data.get("v") == 1 and isinstance(order_key, str) and "#" in order_key and len(order_key) < 200
     except (ValueError, KeyError, TypeError, binascii.Error):
         valid = False
     if not valid or data.get("st") != (status or "*"):
@@ -226,9 +222,7 @@ def iter_evidence(account_id: str, session_id: str) -> Iterator[Evidence]:
     while True:
         response = dynamo.sessions_table().query(**query)
         for item in response.get("Items", []):
-            yield Evidence.model_validate(
-                {k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}}
-            )
+            yield Evidence.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}})
         if "LastEvaluatedKey" not in response:
             return
         query["ExclusiveStartKey"] = response["LastEvaluatedKey"]

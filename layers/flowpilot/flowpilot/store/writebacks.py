@@ -28,9 +28,7 @@ def get(account_id: str, session_id: str, writeback_id: str) -> dict[str, Any] |
     return {k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}}
 
 
-def start(
-    account_id: str, session_id: str, entry: dict[str, Any], lock_condition_version: int | None
-) -> None:
+def start(account_id: str, session_id: str, entry: dict[str, Any], lock_condition_version: int | None) -> None:
     """Put the ledger entry and take the session's write-back lock in one transaction.
 
     Raises ConditionFailed when the session is closed or already has a write-back running.
@@ -102,9 +100,7 @@ def update(
     return {k: v for k, v in dynamo.plain(attributes).items() if k not in {"PK", "SK"}}
 
 
-def record_note_id(
-    account_id: str, session_id: str, writeback_id: str, note_id: str, now: str
-) -> dict[str, Any]:
+def record_note_id(account_id: str, session_id: str, writeback_id: str, note_id: str, now: str) -> dict[str, Any]:
     """First writer wins: a note id, once recorded, is never replaced."""
     try:
         return update(

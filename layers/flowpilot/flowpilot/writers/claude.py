@@ -136,11 +136,7 @@ class ClaudeWriter:
             except anthropic.AnthropicError as error:
                 failure, wait = _classify(error, attempt)
                 out_of_attempts = attempt == config.anthropic_max_retries
-                if (
-                    wait is None
-                    or out_of_attempts
-                    or time.monotonic() + wait + MIN_ATTEMPT_SECONDS > deadline
-                ):
+                if wait is None or out_of_attempts or time.monotonic() + wait + MIN_ATTEMPT_SECONDS > deadline:
                     raise failure from error
                 self._sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -200,9 +196,7 @@ def _checked_markdown(kind: PreviewKind, message: Message) -> str:
     if kind is PreviewKind.escalation_package:
         text = _HEADING_LINE.sub(_canonical_heading, text)
         if not has_escalation_sections(text):
-            raise _invalid_output(
-                "The AI model's escalation package did not have the five required sections."
-            )
+            raise _invalid_output("The AI model's escalation package did not have the five required sections.")
     return text + "\n"
 
 

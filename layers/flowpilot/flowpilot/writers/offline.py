@@ -79,9 +79,7 @@ def _bullet(item: EvidenceLine, *, customer_visible: bool = False) -> str:
     return f"- {item.text}"
 
 
-def _section(
-    heading: str, items: Sequence[EvidenceLine], empty: str, *, customer_visible: bool = False
-) -> list[str]:
+def _section(heading: str, items: Sequence[EvidenceLine], empty: str, *, customer_visible: bool = False) -> list[str]:
     return [heading, *([_bullet(item, customer_visible=customer_visible) for item in items] or [empty]), ""]
 
 
@@ -109,19 +107,13 @@ class OfflineWriter:
             markdown, trimmed = self._resolution_note(title, evidence)
         return WrittenDocument(markdown=markdown, writer="offline", usage=None, trimmed_evidence=trimmed)
 
-    def _escalation_package(
-        self, title: str, problem: Sequence[str], evidence: Sequence[Evidence]
-    ) -> tuple[str, int]:
+    def _escalation_package(self, title: str, problem: Sequence[str], evidence: Sequence[Evidence]) -> tuple[str, int]:
         quoted = [f"> {line}" if line else ">" for line in problem]
         fixed_chars = len(title) + sum(len(line) + 1 for line in quoted) + _FIXED_OVERHEAD_CHARS
-        selection = select_evidence(
-            evidence, kinds=ESCALATION_KINDS, budget_chars=self._budget_chars - fixed_chars
-        )
+        selection = select_evidence(evidence, kinds=ESCALATION_KINDS, budget_chars=self._budget_chars - fixed_chars)
         note = selection.omission_note()
         lines = [ESCALATION_HEADINGS[0], f"**{title}**", "", *quoted, "", *([note, ""] if note else [])]
-        lines += _section(
-            ESCALATION_HEADINGS[1], selection.of_kind(EvidenceKind.confirmed), NOTHING_CONFIRMED
-        )
+        lines += _section(ESCALATION_HEADINGS[1], selection.of_kind(EvidenceKind.confirmed), NOTHING_CONFIRMED)
         lines += _section(
             ESCALATION_HEADINGS[2], selection.of_kind(EvidenceKind.tried, EvidenceKind.message), NOTHING_TRIED
         )
@@ -131,9 +123,7 @@ class OfflineWriter:
 
     def _resolution_note(self, title: str, evidence: Sequence[Evidence]) -> tuple[str, int]:
         fixed_chars = SUMMARY_MAX_CHARS + _FIXED_OVERHEAD_CHARS
-        selection = select_evidence(
-            evidence, kinds=RESOLUTION_KINDS, budget_chars=self._budget_chars - fixed_chars
-        )
+        selection = select_evidence(evidence, kinds=RESOLUTION_KINDS, budget_chars=self._budget_chars - fixed_chars)
         tried = selection.of_kind(EvidenceKind.tried)
         next_steps = selection.of_kind(EvidenceKind.next_step)
         lines = [_summary(title, tried), ""]

@@ -192,9 +192,7 @@ def select_evidence(
         line = EvidenceLine(
             kind=item.kind,
             text=one_line(item.text, ITEM_TEXT_CAP_CHARS),
-            result=one_line(item.result, ITEM_RESULT_CAP_CHARS)
-            if item.result and item.result.strip()
-            else None,
+            result=one_line(item.result, ITEM_RESULT_CAP_CHARS) if item.result and item.result.strip() else None,
         )
         remaining -= item_cost(line)
         if remaining < 0:
