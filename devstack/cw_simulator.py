@@ -377,6 +377,18 @@ class CWSimulator:
         with self._lock:
             self._requests.clear()
 
+    def connection_settings(self) -> dict[str, Any]:
+        """The body of `PUT /account-settings/psa-connection` that points an account at this simulator."""
+        return {
+            "provider": "connectwise",
+            "site": self._host,
+            "company_id": self.company_id,
+            "public_key": self.public_key,
+            "private_key": self.private_key,
+            "client_id": self.client_id,
+            "base_url": self.base_url,
+        }
+
     def seed_demo(self) -> dict[str, Any]:
         """Two boards and tickets 1001..1006; returns what was made and what each ticket is for."""
         self.add_board(

@@ -17,15 +17,7 @@ def configure_account(sim: CWSimulator, headers: dict[str, str] = DEMO_HEADERS) 
     connection = gateway.call(
         "PUT",
         "/account-settings/psa-connection",
-        body={
-            "provider": "connectwise",
-            "site": "127.0.0.1",
-            "company_id": sim.company_id,
-            "public_key": sim.public_key,
-            "private_key": sim.private_key,
-            "client_id": sim.client_id,
-            "base_url": sim.base_url,
-        },
+        body=sim.connection_settings(),
         headers=headers,
     )
     preferences = gateway.call(

@@ -133,18 +133,7 @@ def cw(aws_env: dict[str, str]) -> Iterator[Any]:
 
 def connect_psa(api: Api, sim: Any, *, resolved: int | None = 5, escalated: int | None = 6) -> None:
     """Save the simulator as the account's PSA connection, with status preferences."""
-    response = api.put(
-        "/account-settings/psa-connection",
-        {
-            "provider": "connectwise",
-            "site": "127.0.0.1",
-            "company_id": sim.company_id,
-            "public_key": sim.public_key,
-            "private_key": sim.private_key,
-            "client_id": sim.client_id,
-            "base_url": sim.base_url,
-        },
-    )
+    response = api.put("/account-settings/psa-connection", sim.connection_settings())
     assert response.status == 200, response.text
     prefs: dict[str, Any] = {}
     if resolved is not None:

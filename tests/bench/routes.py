@@ -162,18 +162,6 @@ def _progress(message: str) -> None:
     print(f"  … {message}", file=sys.stderr, flush=True)
 
 
-def psa_connection_body(sim: Any) -> dict[str, Any]:
-    return {
-        "provider": "connectwise",
-        "site": "127.0.0.1",
-        "company_id": sim.company_id,
-        "public_key": sim.public_key,
-        "private_key": sim.private_key,
-        "client_id": sim.client_id,
-        "base_url": sim.base_url,
-    }
-
-
 PREFERENCES = {"cw_resolved_status_id": 5, "cw_escalated_status_id": 6}
 
 
@@ -194,7 +182,7 @@ def run_routes(stack: Stack, iterations: int, writebacks: int) -> tuple[list[Rou
 
     # Warm every function (module loaded, clients created), untimed: the first call of a process is a cold
     # start, measured separately. The PSA connection is saved here once so later routes find it.
-    api.call("PUT", "/account-settings/psa-connection", 200, body=psa_connection_body(sim))
+    api.call("PUT", "/account-settings/psa-connection", 200, body=sim.connection_settings())
     api.call("PUT", "/account-settings/preferences", 200, body=PREFERENCES)
     warm = api.new_session()
     api.call("GET", "/account-settings", 200)
@@ -225,7 +213,7 @@ def run_routes(stack: Stack, iterations: int, writebacks: int) -> tuple[list[Rou
         prefs = {**PREFERENCES, "cw_resolved_status_ids_by_board": {"2": 25}} if i % 2 else PREFERENCES
         api.timed("", "PUT", "/account-settings/preferences", 200, body=prefs)
     for _ in range(n):
-        api.timed("", "PUT", "/account-settings/psa-connection", 200, body=psa_connection_body(sim))
+        api.timed("", "PUT", "/account-settings/psa-connection", 200, body=sim.connection_settings())
     api.call("PUT", "/account-settings/preferences", 200, body=PREFERENCES)
 
     _progress("suggested-fixes routes")
