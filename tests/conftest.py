@@ -34,7 +34,10 @@ class Api:
     def call(self, method: str, path: str, **kw: Any) -> ApiResponse:
         kw.setdefault("account_id", self.account_id)
         kw.setdefault("user_id", self.user_id)
+        from tests.leakcheck import scan_response  # imported late: pytest rewrites the plugin's asserts first
+
         response = gateway.call(method, path, **kw)
+        scan_response(response.text, f"the response to {method} {path}")
         assert response.status != 500, f"{method} {path} answered 500: {response.text}"
         return response
 

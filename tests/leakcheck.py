@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 from urllib.parse import quote
 
@@ -175,26 +175,30 @@ def _redacted_longrepr(report: Any) -> str:
     return redact(str(report.longrepr))
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     leaks = [(kind, f"{where} ({call.when})") for kind, where in _drain()]
     leaks += _scan_sections(report, call.when)
     if leaks:
         _fail(report, leaks)
     elif report.longrepr is not None and find_secrets(str(report.longrepr)):
         report.longrepr = _redacted_longrepr(report)
+    return report
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
     leaks = [(kind, f"{where} (collection)") for kind, where in _drain()]
     leaks += _scan_sections(report, None)
     if leaks:
         _fail(report, leaks)
+    return report
 
 
 _outside_phases: list[str] = []

@@ -4,22 +4,22 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from flowpilot import account_settings
 from flowpilot.account_settings import AccountSettings, Preferences, PsaConnectionRequest
-from flowpilot.api import caller, handler_for
+from flowpilot.api import BODY_ERRORS, caller, handler_for, responses
 
 router = Router()
 
 
-@router.get("/account-settings")
+@router.get("/account-settings", responses=responses(AccountSettings))
 def get_settings() -> AccountSettings:
     return account_settings.get_settings(caller())
 
 
-@router.put("/account-settings/preferences")
+@router.put("/account-settings/preferences", responses=responses(AccountSettings, *BODY_ERRORS))
 def put_preferences(body: Preferences) -> AccountSettings:
     return account_settings.put_preferences(caller(), body)
 
 
-@router.put("/account-settings/psa-connection")
+@router.put("/account-settings/psa-connection", responses=responses(AccountSettings, *BODY_ERRORS))
 def put_psa_connection(body: PsaConnectionRequest) -> AccountSettings:
     return account_settings.put_psa_connection(caller(), body)
 

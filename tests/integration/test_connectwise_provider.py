@@ -32,9 +32,11 @@ from flowpilot.psa import (
     with_marker,
 )
 from flowpilot.psa.connectwise import ConnectWiseConnection, ConnectWiseProvider, clear_caches, provider_for
+from tests.leakcheck import register_psa_credentials
 
 PUBLIC_KEY = "pubKEY-9f8e7d6c"
 PRIVATE_KEY = "privKEY-1a2b3c4d5e"
+register_psa_credentials("acme", PUBLIC_KEY, PRIVATE_KEY, "provider test")
 CLIENT_ID = "0c9d8e7f-1111-4a2b-8c3d-4e5f6a7b8c9d"
 TOKEN = base64.b64encode(f"acme+{PUBLIC_KEY}:{PRIVATE_KEY}".encode()).decode()
 

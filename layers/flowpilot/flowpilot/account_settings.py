@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -14,10 +13,11 @@ from flowpilot.errors import InvalidInput
 from flowpilot.identity import Caller
 from flowpilot.models import Strict
 from flowpilot.observability import logger
+from flowpilot.psa import egress
 from flowpilot.store import account_settings as store
 from flowpilot.store import secrets
 
-StatusId = Annotated[int, Field(ge=1, le=2_147_483_647)]
+StatusId = Annotated[int, Field(strict=True, ge=1, le=2_147_483_647)]
 BoardStatusMap = Annotated[
     dict[Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")], StatusId], Field(max_length=200)
 ]
@@ -80,30 +80,17 @@ class AccountSettings(BaseModel):
 def check_base_url(url: str) -> str:
     """Refuse PSA URLs that could reach our own network (SSRF): only https to public hosts.
 
-    The local stack (psa_allow_loopback) may use http on loopback for the ConnectWise simulator.
+    The local stack (psa_allow_loopback) talks to the ConnectWise simulator over http on loopback, so there
+    any URL without credentials is accepted.
     """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    local_stack = settings().psa_allow_loopback
-    if parts.scheme not in ({"https", "http"} if local_stack else {"https"}) or not host:
-        raise InvalidInput("base_url must be an https:// URL with a host.", code="invalid_base_url")
-    if parts.username or parts.password:
-        raise InvalidInput("base_url must not carry credentials.", code="invalid_base_url")
-    if local_stack:
+    if settings().psa_allow_loopback:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.username or parts.password:
+            raise InvalidInput(
+                "base_url must be an http(s) URL with a host and no credentials.", code="invalid_base_url"
+            )
         return url.rstrip("/")
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        address = None
-    blocked_names = host in {"localhost", "metadata", "metadata.google.internal"} or host.endswith(
-        (".localhost", ".internal", ".local")
-    )
-    if blocked_names or (address is not None and not address.is_global):
-        raise InvalidInput(
-            "base_url points at a private, loopback or link-local address; use the PSA's public https URL.",
-            code="invalid_base_url",
-        )
-    return url.rstrip("/")
+    return egress.check_url(url)
 
 
 def _view(account_id: str) -> AccountSettings:

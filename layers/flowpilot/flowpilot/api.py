@@ -5,6 +5,7 @@ A function's app.py declares a `Router` of thin routes and exports `lambda_handl
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import json
 from collections.abc import Callable
@@ -16,15 +17,49 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from flowpilot.errors import FlowPilotError, NotFound, UnsupportedMediaType
+from flowpilot.errors import BadRequest, FlowPilotError, NotFound, UnsupportedMediaType
 from flowpilot.identity import Caller, caller_from_event
+from flowpilot.models import ErrorResponse
 from flowpilot.observability import logger, metrics, tracer
 
 _event: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("flowpilot_event")
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The body is not UTF-8 JSON",
+    401: "No, or a malformed, account and engineer identity",
+    404: "Not found (another account's resources are indistinguishable from missing ones)",
+    409: "Conflict: the session is closed, a write-back is running, or the fix was already decided",
+    415: "The body is not JSON (Content-Type: application/json)",
+    422: "Invalid input, or a PSA refusal that needs a change before retrying",
+    502: "The PSA or the model answered wrongly (e.g. a status change that was not applied)",
+    503: "The PSA or the model is unavailable; retry after Retry-After seconds",
+    504: "The model did not answer in time",
+}
+BODY_ERRORS = (400, 415)
+
+
+def responses(
+    success: Any, *errors: int, status: int = 200, more: dict[int, OpenAPIResponse] | None = None
+) -> dict[int, OpenAPIResponse]:
+    """A route's documented responses: its success model, and every error code it can answer with."""
+    documented: dict[int, OpenAPIResponse] = {
+        status: {
+            "description": "Created" if status == 201 else "OK",
+            "content": {"application/json": {"model": success}},
+        },
+    }
+    for code in sorted({401, 422, *errors}):
+        documented[code] = {
+            "description": _ERROR_DESCRIPTIONS[code],
+            "content": {"application/json": {"model": ErrorResponse}},
+        }
+    return documented | (more or {})
 
 
 def caller() -> Caller:
@@ -50,16 +85,22 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "Invalid request: " + "; ".join(parts) + more
 
 
-def _content_type_error(event: dict[str, Any]) -> FlowPilotError | None:
-    """Bodies must be JSON; a form or text body is a 415, not a confusing validation error."""
+def _body_error(event: dict[str, Any]) -> FlowPilotError | None:
+    """Bodies must be UTF-8 JSON: a form or text body is a 415, undecodable bytes a 400, never a 500."""
     method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "")
-    if not event.get("body") or method not in {"POST", "PUT", "PATCH"}:
+    body = event.get("body")
+    if not body or method not in {"POST", "PUT", "PATCH"}:
         return None
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "application/json" or ctype.endswith("+json"):
-        return None
-    return UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        return UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
+    try:
+        raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else str(body).encode()
+        raw.decode("utf-8")
+    except (ValueError, UnicodeError):
+        return BadRequest("The body is not UTF-8 encoded JSON.", code="invalid_json")
+    return None
 
 
 def _bind_session(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
@@ -110,7 +151,7 @@ def handler_for(*routers: Router) -> Callable[[dict[str, Any], LambdaContext], d
         token = _event.set(event)
         try:
             metrics.add_metric(name="Request", unit=MetricUnit.Count, value=1)
-            refused = _content_type_error(event)
+            refused = _body_error(event)
             if refused is not None:
                 return {
                     "statusCode": refused.status,

@@ -28,6 +28,11 @@ class FlowPilotError(Exception):
         return {}
 
 
+class BadRequest(FlowPilotError):
+    status = 400
+    code = "bad_request"
+
+
 class Unauthorized(FlowPilotError):
     status = 401
     code = "unauthorized"

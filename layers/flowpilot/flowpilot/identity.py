@@ -33,6 +33,6 @@ def caller_from_event(event: dict[str, Any]) -> Caller:
         account, engineer = claims.get("custom:account_id"), claims.get("sub")
     if not isinstance(account, str) or not isinstance(engineer, str):
         raise Unauthorized("The request carries no account or engineer identity.")
-    if not _ID.match(account) or not _ID.match(engineer):
+    if not _ID.fullmatch(account) or not _ID.fullmatch(engineer):
         raise Unauthorized("The request's account or engineer identity is malformed.")
     return Caller(account_id=account, engineer_id=engineer)

@@ -327,5 +327,14 @@ class ErrorBody(BaseModel):
     details: dict[str, Any] | None = None
 
 
+class ValidationDetail(BaseModel):
+    loc: list[str | int]
+    type: str | None = None
+    msg: str | None = None
+
+
 class ErrorResponse(BaseModel):
+    """Every error: a machine code and a human message; request validation errors add `detail`."""
+
     error: ErrorBody
+    detail: list[ValidationDetail] | None = None

@@ -327,6 +327,7 @@ STEPS: dict[str, Callable[[State], State]] = {
 def run(action: str, state: State) -> State:
     """Run one step; a domain error is written to the ledger (as the client will see it) before it propagates."""
     step = STEPS[action]
+    metrics.add_metric(name="WritebackStepRun", unit="Count", value=1)
     logger.append_keys(session_id=state.get("session_id"), writeback_id=state.get("writeback_id"), step=action)
     try:
         return step(state)

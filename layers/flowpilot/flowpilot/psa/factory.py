@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowpilot.config import settings
 from flowpilot.errors import InvalidInput
 from flowpilot.psa.base import PSAProvider
+from flowpilot.psa.egress import PublicOnlyTransport
 from flowpilot.store import account_settings, secrets
 
 
@@ -36,6 +38,8 @@ def provider_for_account(account_id: str, provider: str) -> PSAProvider:
         raise PSANotConfigured("The account's PSA credentials are missing; save the PSA connection again.")
     from flowpilot.psa.connectwise import ConnectWiseConnection, ConnectWiseProvider
 
+    # Outside the local stack, every request re-checks that the PSA host resolves to a public address.
+    transport = None if settings().psa_allow_loopback else PublicOnlyTransport()
     return ConnectWiseProvider(
         ConnectWiseConnection(
             site=psa["site"],
@@ -44,5 +48,6 @@ def provider_for_account(account_id: str, provider: str) -> PSAProvider:
             private_key=keys["private_key"],
             client_id=psa["client_id"],
             base_url=psa.get("base_url"),
-        )
+        ),
+        transport=transport,
     )
