@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 SERVICE = "flowpilot-writeback"
 METRICS_NAMESPACE = "FlowPilot"
@@ -45,4 +47,29 @@ for _noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "httpx2", "a
 logger = Logger(service=SERVICE, log_uncaught_exceptions=True)
 logger.addFilter(_RedactingFilter())
 tracer = Tracer(service=SERVICE)
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+
+
+class _LockedEMFProvider(AmazonCloudWatchEMFProvider):
+    """EMF metrics whose store is safe to share between threads.
+
+    A Lambda runs one invocation at a time; the local stack and the tests run an API handler and a
+    state-machine step at once in one process, where an unguarded flush can fail a step that committed.
+    """
+
+    _lock = threading.RLock()
+
+    def add_metric(self, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            super().add_metric(*args, **kwargs)
+
+    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+        with self._lock:
+            super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
+
+
+_metric_store: dict[str, Any] = {}
+metrics = Metrics(
+    namespace=METRICS_NAMESPACE,
+    service=SERVICE,
+    provider=_LockedEMFProvider(namespace=METRICS_NAMESPACE, service=SERVICE, metric_set=_metric_store),
+)

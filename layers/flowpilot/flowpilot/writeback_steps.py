@@ -196,6 +196,10 @@ def _close_session(state: State, *, local: bool) -> State:
     account_id, session_id, writeback_id = _ids(state)
     now = now_iso()
     outcome = _outcome(state, local)
+    done = ledger.get(account_id, session_id, writeback_id) or {}
+    if done.get("state") == "succeeded":
+        # A redelivered step (its first answer was lost): keep the first run's record, finish the session again.
+        now = done.get("finished_at") or now
     values: dict[str, Any] = {
         "state": "succeeded",
         "outcome": outcome.value,
@@ -292,12 +296,30 @@ def record_failure(state: State) -> State:
     if entry.get("note_id"):
         # Say plainly that the note is on the ticket, so nobody posts it again by hand.
         error["details"] = {**(error.get("details") or {}), "note_id": entry["note_id"], "note_kept": True}
-    entry = ledger.update(
-        account_id,
-        session_id,
-        writeback_id,
-        {"state": "failed", "error": error, "finished_at": now, "updated_at": now},
-    )
+    elif entry.get("post_attempted"):
+        # The PSA may have stored the note without answering; a re-post finds it by its marker.
+        error["details"] = {
+            **(error.get("details") or {}),
+            "note_may_be_on_ticket": True,
+            "note_marker": entry.get("note_marker"),
+        }
+        error["message"] += " The note may already be on the ticket; posting again will not duplicate it."
+    try:
+        # Never overwrite a success: a failure that follows one (a redelivered step) changes nothing.
+        entry = ledger.update(
+            account_id,
+            session_id,
+            writeback_id,
+            {"state": "failed", "error": error, "finished_at": now, "updated_at": now},
+            condition="#state = :running",
+            condition_values={":running": "running"},
+        )
+    except ledger.ConditionFailed:
+        entry = ledger.get(account_id, session_id, writeback_id) or {}
+        if entry.get("state") != "failed":
+            logger.warning("write-back already succeeded; its failure path changes nothing")
+            return state
+        # This step ran before and its answer was lost: finish the session again (idempotent).
     session_values: dict[str, Any] = {"last_writeback": _summary(entry), "updated_at": now}
     if entry.get("post_attempted") or entry.get("note_id"):
         session_values[f"pending_note_{state['kind']}"] = {

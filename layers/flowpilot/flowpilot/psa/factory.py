@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
+
+import httpx
 
 from flowpilot.config import settings
 from flowpilot.errors import InvalidInput
@@ -38,8 +41,6 @@ def provider_for_account(account_id: str, provider: str) -> PSAProvider:
         raise PSANotConfigured("The account's PSA credentials are missing; save the PSA connection again.")
     from flowpilot.psa.connectwise import ConnectWiseConnection, ConnectWiseProvider
 
-    # Outside the local stack, every request re-checks that the PSA host resolves to a public address.
-    transport = None if settings().psa_allow_loopback else PublicOnlyTransport()
     return ConnectWiseProvider(
         ConnectWiseConnection(
             site=psa["site"],
@@ -49,5 +50,19 @@ def provider_for_account(account_id: str, provider: str) -> PSAProvider:
             client_id=psa["client_id"],
             base_url=psa.get("base_url"),
         ),
-        transport=transport,
+        http=_http_client(),
     )
+
+
+@cache
+def _http_client() -> httpx.Client:
+    """One connection pool per process: a new client per step costs a CA-bundle load (~16 ms of CPU).
+
+    Outside the local stack, every request re-checks that the PSA host resolves to a public address.
+    """
+    transport = None if settings().psa_allow_loopback else PublicOnlyTransport()
+    return httpx.Client(follow_redirects=False, transport=transport)
+
+
+def reset_clients() -> None:
+    _http_client.cache_clear()

@@ -123,7 +123,11 @@ def finish_session(
     set_values: dict[str, Any],
     remove: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Release the session's lock (only if this write-back holds it) and apply the outcome to the session."""
+    """Release the session's lock and apply the outcome to the session.
+
+    Only the write-back holding the lock may do this, or the same write-back again: a step whose answer
+    was lost is run twice by the state machine, and the second run must find the work done, not fail.
+    """
     names = {f"#{k}": k for k in set_values}
     expression = "SET " + ", ".join(f"#{k} = :{k}" for k in set_values)
     expression += " REMOVE " + ", ".join(("active_writeback_id", *remove))
@@ -131,7 +135,10 @@ def finish_session(
         response = dynamo.sessions_table().update_item(
             Key=session_key(account_id, session_id),
             UpdateExpression=expression,
-            ConditionExpression="active_writeback_id = :wb",
+            ConditionExpression=(
+                "active_writeback_id = :wb OR "
+                "(attribute_not_exists(active_writeback_id) AND last_writeback.writeback_id = :wb)"
+            ),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues={f":{k}": v for k, v in set_values.items()} | {":wb": writeback_id},
             ReturnValues="ALL_NEW",
