@@ -124,6 +124,7 @@ class _Ticket:
     closed_date: str | None = None
     closed_by: str | None = None
     customer_updated: bool = False
+    record_type: str = "ServiceTicket"
     date_entered: str = ""
     last_updated: str = ""
     updated_by: str = "jdoe"
@@ -295,7 +296,9 @@ class CWSimulator:
         with self._lock:
             self._boards[board_id] = _Board(id=board_id, name=name, statuses=normalized)
 
-    def add_ticket(self, ticket_id: int | str, *, board_id: int, status_id: int, summary: str) -> None:
+    def add_ticket(
+        self, ticket_id: int | str, *, board_id: int, status_id: int, summary: str, record_type: str = "ServiceTicket"
+    ) -> None:
         tid = int(ticket_id)
         with self._lock:
             board = self._boards.get(board_id)
@@ -311,6 +314,7 @@ class CWSimulator:
                 board_id=board_id,
                 status_id=status_id,
                 closed=status["closedStatus"],
+                record_type=record_type,
                 date_entered=now,
                 last_updated=now,
             )
@@ -669,6 +673,10 @@ class CWSimulator:
                 message = f"summary cannot be longer than {SUMMARY_MAX_LENGTH} characters."
                 raise _invalid("ticket", "MaxLengthField", message, "summary")
             return "summary", value
+        if path == "processnotifications":
+            if not isinstance(value, bool):
+                raise _invalid("ticket", "InvalidField", "processNotifications must be a boolean.", path)
+            return "processNotifications", value
         if path == "customerupdatedflag":
             if not isinstance(value, bool):
                 raise _invalid("ticket", "InvalidField", "customerUpdatedFlag must be a boolean.", path)
@@ -723,7 +731,7 @@ class CWSimulator:
         return {
             "id": ticket.id,
             "summary": ticket.summary,
-            "recordType": "ServiceTicket",
+            "recordType": ticket.record_type,
             "board": {
                 "id": board.id,
                 "name": board.name,

@@ -294,3 +294,28 @@ def test_five_concurrent_posts_make_one_writeback_and_one_note(api: Api, psa: An
     codes = {r.body["error"]["code"] for r in responses if r.status == 409}
     assert codes <= {"writeback_in_progress", "session_already_closed"}
     assert len(psa.notes(1001)) == 1
+
+
+def test_escalation_status_change_does_not_notify_the_customer(api: Api, psa: Any) -> None:
+    session = ticket_session(api, "1002")
+    assert escalate(api, session["id"]).status == 200
+    patch = next(r for r in psa.requests if r.method == "PATCH")
+    assert {"op": "replace", "path": "processNotifications", "value": False} in patch.body
+
+
+def test_resolution_status_change_keeps_the_boards_notifications(api: Api, psa: Any) -> None:
+    session = ticket_session(api, "1001")
+    assert resolve(api, session["id"]).status == 200
+    patch = next(r for r in psa.requests if r.method == "PATCH")
+    assert patch.body == [{"op": "replace", "path": "status", "value": {"id": 5}}]
+
+
+def test_project_ticket_is_refused_before_anything_is_posted(api: Api, psa: Any) -> None:
+    psa.add_ticket(7001, board_id=1, status_id=2, summary="Office move", record_type="ProjectTicket")
+    session = ticket_session(api, "7001")
+    response = resolve(api, session["id"])
+    assert response.status == 422, response.text
+    assert response.body["error"]["code"] == "psa_ticket_not_service_ticket"
+    assert psa.notes(7001) == []
+    assert not [r for r in psa.requests if r.method in {"POST", "PATCH"}]
+    assert api.get(f"/ai-sessions/{session['id']}").body["status"] == "active"

@@ -14,7 +14,7 @@ from typing import Any
 
 from flowpilot.account_settings import Preferences
 from flowpilot.clock import now_iso
-from flowpilot.errors import FlowPilotError, error_record
+from flowpilot.errors import FlowPilotError, InvalidInput, error_record
 from flowpilot.models import SessionStatus, WritebackOutcome
 from flowpilot.observability import logger, metrics
 from flowpilot.psa.base import (
@@ -93,6 +93,12 @@ def prepare(state: State) -> State:
     provider = _provider(state)
     try:
         ticket = _honouring_retry_after(lambda: provider.fetch_ticket(state["ticket"]["ticket_id"]))
+        if ticket.record_type != "ServiceTicket":
+            raise InvalidInput(
+                f"Ticket {ticket.id} is a {ticket.record_type}; only service tickets can be written back. "
+                "Nothing was posted.",
+                code="psa_ticket_not_service_ticket",
+            )
         preferences = Preferences.model_validate(state.get("preferences") or {})
         target = preferences.target_status(state["kind"], ticket.board_id)
         state.update(board_id=ticket.board_id, board_name=ticket.board_name, target_status_id=None)
@@ -158,7 +164,11 @@ def transition(state: State) -> State:
     provider = _provider(state)
     try:
         _honouring_retry_after(
-            lambda: provider.change_status(state["ticket"]["ticket_id"], int(state["target_status_id"]))
+            lambda: provider.change_status(
+                state["ticket"]["ticket_id"],
+                int(state["target_status_id"]),
+                notify_customer=state["kind"] == "resolve",  # escalations never notify the customer
+            )
         )
     finally:
         provider.close()
@@ -212,21 +222,23 @@ def _close_session(state: State, *, local: bool) -> State:
     for key in ("verified_status_id", "verified_status_name", "status_transition_skipped_reason"):
         if state.get(key) is not None:
             values[key] = state[key]
-    entry = ledger.update(account_id, session_id, writeback_id, values)
     status = SessionStatus.resolved if state["kind"] == "resolve" else SessionStatus.escalated
     session_values: dict[str, Any] = {
         "status": status.value,
         "GSI2PK": dynamo.status_pk(account_id, status.value),
-        "last_writeback": _summary(entry),
+        "last_writeback": _summary({**done, **values}),
         "updated_at": now,
     }
     if state["kind"] == "resolve":
         session_values["resolution_summary"] = state.get("summary")
     else:
         session_values["escalation_reason"] = state.get("summary")
+    # The session first, the ledger last: the post endpoint answers when the ledger is final, and by then
+    # a client reading the session must already see it resolved or escalated.
     ledger.finish_session(
         account_id, session_id, writeback_id, session_values, remove=(f"pending_note_{state['kind']}",)
     )
+    ledger.update(account_id, session_id, writeback_id, values)
     metrics.add_metric(name="WritebackSucceeded", unit="Count", value=1)
     state.update(outcome=outcome.value, finished_at=now)
     return state
@@ -304,23 +316,12 @@ def record_failure(state: State) -> State:
             "note_marker": entry.get("note_marker"),
         }
         error["message"] += " The note may already be on the ticket; posting again will not duplicate it."
-    try:
+    if entry.get("state") == "succeeded":
         # Never overwrite a success: a failure that follows one (a redelivered step) changes nothing.
-        entry = ledger.update(
-            account_id,
-            session_id,
-            writeback_id,
-            {"state": "failed", "error": error, "finished_at": now, "updated_at": now},
-            condition="#state = :running",
-            condition_values={":running": "running"},
-        )
-    except ledger.ConditionFailed:
-        entry = ledger.get(account_id, session_id, writeback_id) or {}
-        if entry.get("state") != "failed":
-            logger.warning("write-back already succeeded; its failure path changes nothing")
-            return state
-        # This step ran before and its answer was lost: finish the session again (idempotent).
-    session_values: dict[str, Any] = {"last_writeback": _summary(entry), "updated_at": now}
+        logger.warning("write-back already succeeded; its failure path changes nothing")
+        return state
+    final = {"state": "failed", "error": error, "finished_at": entry.get("finished_at") or now, "updated_at": now}
+    session_values: dict[str, Any] = {"last_writeback": _summary({**entry, **final}), "updated_at": now}
     if entry.get("post_attempted") or entry.get("note_id"):
         session_values[f"pending_note_{state['kind']}"] = {
             "writeback_id": writeback_id,
@@ -328,7 +329,10 @@ def record_failure(state: State) -> State:
             "note_marker": entry.get("note_marker"),
             "ticket_id": state["ticket"]["ticket_id"] if state.get("ticket") else None,
         }
+    # The session first (lock released, the note kept for a resume), the ledger last: once the post endpoint
+    # sees the failure, an immediate re-post finds the session free. Idempotent if this step runs twice.
     ledger.finish_session(account_id, session_id, writeback_id, session_values)
+    ledger.update(account_id, session_id, writeback_id, final)
     metrics.add_metric(name="WritebackFailed", unit="Count", value=1)
     return state
 

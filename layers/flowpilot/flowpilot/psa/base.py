@@ -43,6 +43,8 @@ class Ticket:
     board_name: str
     status: StatusRef
     closed: bool
+    # ConnectWise: ServiceTicket, ProjectTicket or ProjectIssue; only service tickets are written back.
+    record_type: str = "ServiceTicket"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,7 @@ class PSAProvider(Protocol):
 
     def find_note_by_marker(self, ticket_id: str, marker: str) -> PostedNote | None: ...
 
-    def change_status(self, ticket_id: str, status_id: int) -> None: ...
+    def change_status(self, ticket_id: str, status_id: int, *, notify_customer: bool = True) -> None: ...
 
     def close(self) -> None: ...
 

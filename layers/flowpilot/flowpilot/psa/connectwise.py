@@ -253,11 +253,14 @@ class ConnectWiseProvider:
             params = next_params
         return None
 
-    def change_status(self, ticket_id: str, status_id: int) -> None:
+    def change_status(self, ticket_id: str, status_id: int, *, notify_customer: bool = True) -> None:
         tid = _ticket_id(ticket_id)
         if isinstance(status_id, bool) or not isinstance(status_id, int) or status_id <= 0:
             raise PSAValidationError(f"Status id must be a positive integer, got {status_id!r}.")
-        body = [{"op": "replace", "path": "status", "value": {"id": status_id}}]
+        body: list[dict[str, Any]] = [{"op": "replace", "path": "status", "value": {"id": status_id}}]
+        if not notify_customer:
+            # A status with an email template would otherwise mail the customer about an internal change.
+            body.append({"op": "replace", "path": "processNotifications", "value": False})
         self._send(
             "PATCH",
             f"/service/tickets/{tid}",
@@ -494,6 +497,7 @@ class ConnectWiseProvider:
             board_name=str(board.get("name") or ""),
             status=StatusRef(id=status["id"], name=str(status.get("name") or "")),
             closed=data.get("closedFlag") is True,
+            record_type=str(data.get("recordType") or "ServiceTicket"),
         )
 
     def _note_from(self, data: dict[str, Any], ticket_id: str, *, write: bool) -> PostedNote:
