@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -199,3 +200,52 @@ def lambda_dispatch() -> Iterator[None]:
 
     with mock.patch.object(LambdaSimpleBackend, "invoke", invoke):
         yield
+
+
+class _NoSleep:
+    """The `time` module, except that `sleep` returns at once (moto's Retry backoff really sleeps)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        return None
+
+
+def running_executions(machines: list[str]) -> list[str]:
+    sfn = boto3.client("stepfunctions", region_name=template.LOCAL_REGION)
+    return [
+        e["executionArn"]
+        for arn in machines
+        for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+    ]
+
+
+def drain_executions(machines: list[str], timeout: float = 20.0) -> None:
+    """Wait for every execution to end (drift re-checks outlive the request that started them)."""
+    deadline = time.monotonic() + timeout
+    while (running := running_executions(machines)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if running:
+        raise RuntimeError(f"executions still running after {timeout:g} s: {running}")
+
+
+@contextmanager
+def emulated_aws() -> Iterator[list[str]]:
+    """AWS for tests and benchmarks, in-process: moto built from template.yaml, the real ASL executed with its
+    Lambda tasks dispatched to the real handlers, atomic conditional writes, and Retry backoff that does not
+    wait. The caller sets the environment first (see `environment`). Yields the state machines' ARNs; on exit
+    waits for every execution to end.
+    """
+    from moto import mock_aws
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    no_sleep = mock.patch.object(retrier_decl, "time", _NoSleep())
+    with mock_aws(config=MOTO_CONFIG), lambda_dispatch(), atomic_dynamodb_writes(), no_sleep:  # type: ignore[call-overload]
+        reset_process_caches()
+        create_tables()
+        machines = list(create_state_machines().values())
+        yield machines
+        drain_executions(machines)
+    reset_process_caches()

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import pytest
-from moto import mock_aws
 
 from devstack import aws, gateway
 from devstack.gateway import ApiResponse
@@ -56,22 +53,12 @@ class Api:
         return response.body  # type: ignore[no-any-return]
 
 
-class _NoSleep:
-    """The state machine's Retry backoff, without the wall-clock wait (moto's retrier really sleeps)."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(_seconds: float) -> None:
-        return None
-
-
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """moto DynamoDB, Step Functions (real ASL executed), Secrets Manager; tables from template.yaml."""
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    """moto DynamoDB, Step Functions (real ASL executed), Secrets Manager; tables from template.yaml.
 
+    No execution may outlive its test: leaving the fixture waits for stragglers (drift re-checks).
+    """
     env = aws.environment(identity_mode="jwt")
     env["DRIFT_CHECK_SECONDS"] = "0"
     env["WRITEBACK_WAIT_SECONDS"] = "20"
@@ -79,34 +66,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    no_sleep = mock.patch.object(retrier_decl, "time", _NoSleep())
-    with mock_aws(config=aws.MOTO_CONFIG), aws.lambda_dispatch(), aws.atomic_dynamodb_writes(), no_sleep:
-        aws.reset_process_caches()
-        aws.create_tables()
-        machines = list(aws.create_state_machines().values())
+    with aws.emulated_aws() as machines:
         env["state_machines"] = ",".join(machines)
         yield env
-        _drain_executions(machines)
-    aws.reset_process_caches()
-
-
-def running_executions(machines: list[str]) -> list[str]:
-    import boto3
-
-    sfn = boto3.client("stepfunctions")
-    return [
-        e["executionArn"]
-        for arn in machines
-        for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
-    ]
-
-
-def _drain_executions(machines: list[str], timeout: float = 20.0) -> None:
-    """No execution may outlive its test: wait for stragglers (drift re-checks) before moto goes away."""
-    deadline = time.monotonic() + timeout
-    while (running := running_executions(machines)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not running, f"executions still running after the test: {running}"
 
 
 @pytest.fixture
@@ -129,7 +91,7 @@ def cw(aws_env: dict[str, str]) -> Iterator[Any]:
     sim.demo = sim.seed_demo()  # type: ignore[attr-defined]
     try:
         yield sim
-        _drain_executions(aws_env["state_machines"].split(","))
+        aws.drain_executions(aws_env["state_machines"].split(","))
     finally:
         sim.stop()
 

@@ -24,7 +24,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 from unittest import mock
 
 DDB_WRITE_OPS = frozenset({"PutItem", "UpdateItem", "TransactWriteItems", "DeleteItem", "BatchWriteItem"})
@@ -274,17 +274,6 @@ class FakeMessagesApi:
 # --- the stack -----------------------------------------------------------------------------------
 
 
-class _NoSleep:
-    """The state machine's Retry backoff without the wall-clock wait (as in tests/conftest.py)."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(_seconds: float) -> None:
-        return None
-
-
 @dataclass
 class Stack:
     machines: list[str]
@@ -350,8 +339,6 @@ def process_environment(env: dict[str, str]) -> Iterator[None]:
 @contextlib.contextmanager
 def moto_stack() -> Iterator[Stack]:
     import httpx2
-    from moto import mock_aws
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
     from devstack import aws
     from devstack.cw_simulator import CWSimulator
@@ -365,20 +352,11 @@ def moto_stack() -> Iterator[Stack]:
     meter = AwsMeter()
     sim = CWSimulator()
     steps = StepMeter(meter, lambda: len(sim.requests))
-    with (
-        process_environment(bench_environment()),
-        mock_aws(config=cast(Any, aws.MOTO_CONFIG)),
-        aws.lambda_dispatch(),
-        mock.patch.object(retrier_decl, "time", _NoSleep()),
-        steps.active(),
-    ):
-        aws.reset_process_caches()
+    with process_environment(bench_environment()), aws.emulated_aws() as machines, steps.active():
         # One writer for the whole run, as one per container in AWS: warm invocations reuse its client.
         writer = ClaudeWriter(api_key="sk-ant-bench", http_client=http_client)
         previews_patch = mock.patch.object(previews, "writer_factory", lambda: writer)
         previews_patch.start()
-        aws.create_tables()
-        machines = list(aws.create_state_machines().values())
         meter.instrument()
         sim.start()
         try:
@@ -392,4 +370,3 @@ def moto_stack() -> Iterator[Stack]:
             sim.stop()
             previews_patch.stop()
             http_client.close()
-    aws.reset_process_caches()

@@ -40,7 +40,7 @@ import pytest
 
 from devstack import aws
 from devstack.gateway import ApiResponse
-from tests.conftest import Api, running_executions
+from tests.conftest import Api
 
 DEFAULT_SEED = 20260611
 DEFAULT_SIZE = 200
@@ -796,11 +796,11 @@ def test_fault_campaign(
     for waiting in deferred:
         finish(waiting)
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    while running_executions(campaign.machines) and time.monotonic() < deadline:
+    while aws.running_executions(campaign.machines) and time.monotonic() < deadline:
         time.sleep(0.05)
     campaign.count_psa_faults()
     elapsed = time.monotonic() - started
-    left_running = running_executions(campaign.machines)
+    left_running = aws.running_executions(campaign.machines)
 
     c = campaign.counts
     summary = (

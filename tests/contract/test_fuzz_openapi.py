@@ -33,7 +33,6 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from moto import mock_aws
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -43,7 +42,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from devstack import aws, gateway, openapi, template
-from tests.conftest import _drain_executions, _NoSleep
 from tests.leakcheck import scan_response
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -113,8 +111,6 @@ def fuzz_env() -> Iterator[None]:
 
     Production URL rules for the PSA connection (no loopback exception), and no outbound network at all.
     """
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-
     env = aws.environment(identity_mode="jwt")
     env.update(DRIFT_CHECK_SECONDS="0", WRITEBACK_WAIT_SECONDS="20", PSA_ALLOW_LOOPBACK="false")
     with pytest.MonkeyPatch.context() as mp:
@@ -122,17 +118,11 @@ def fuzz_env() -> Iterator[None]:
             mp.setenv(key, value)
         mp.delenv("AWS_ENDPOINT_URL", raising=False)
         mp.delenv("ANTHROPIC_API_KEY", raising=False)
-        mp.setattr(retrier_decl, "time", _NoSleep())
         mp.setattr(httpx.HTTPTransport, "handle_request", _refuse_network)
-        with mock_aws(config=aws.MOTO_CONFIG), aws.lambda_dispatch():  # type: ignore[call-overload]
-            aws.reset_process_caches()
-            aws.create_tables()
-            machines = list(aws.create_state_machines().values())
+        with aws.emulated_aws():
             started = time.monotonic()
             yield
-            _drain_executions(machines)
-            _print_stats(time.monotonic() - started)
-    aws.reset_process_caches()
+        _print_stats(time.monotonic() - started)
 
 
 def _call(method: str, path: str, body: Any = None, account: str = FUZZ_ACCOUNT) -> Any:

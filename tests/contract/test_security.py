@@ -25,7 +25,7 @@ from devstack import aws, gateway, template
 from devstack.events import LambdaContext, http_event
 from devstack.gateway import ApiResponse
 from devstack.sample_events import sample_body
-from tests.conftest import Api, _drain_executions, connect_psa
+from tests.conftest import Api, connect_psa
 from tests.leakcheck import register_psa_credentials, scan_response
 
 LOCAL_DEFAULT_ACCOUNT, LOCAL_DEFAULT_ENGINEER = "acct-dev", "engineer-dev"
@@ -394,7 +394,7 @@ def keyed_psa(api: Api, aws_env: dict[str, str]) -> Iterator[Any]:
         sim.seed_demo()
         connect_psa(api, sim)
         yield sim
-        _drain_executions(aws_env["state_machines"].split(","))
+        aws.drain_executions(aws_env["state_machines"].split(","))
 
 
 def test_no_route_ever_returns_the_psa_keys(api: Api, keyed_psa: Any) -> None:
