@@ -1,17 +1,15 @@
 """Where a PSA provider may connect: public internet addresses only, so a saved PSA URL can't reach our network.
 
 Checked twice: when a connection is saved (the URL's host, in every spelling an IPv4 address can take) and
-when a request is sent (every address the host name resolves to), so a DNS name pointing inside fails too.
+when a request is sent (every address the host name resolves to, `psa/transport.py`), so a DNS name pointing
+inside fails too. No httpx here: the API functions that only validate URLs don't pay for importing it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from flowpilot.errors import InvalidInput
 
@@ -69,20 +67,3 @@ def check_url(url: str) -> str:
         raise EgressRefused("The PSA URL must not carry credentials.", code="invalid_base_url")
     check_host(parts.hostname)
     return url.rstrip("/")
-
-
-class PublicOnlyTransport(httpx.HTTPTransport):
-    """An httpx transport that resolves the host first and refuses to connect to any non-public address."""
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        check_host(host)
-        try:
-            infos = socket.getaddrinfo(host, request.url.port or 443, proto=socket.IPPROTO_TCP)
-        except OSError as error:
-            raise httpx.ConnectError(f"cannot resolve {host}", request=request) from error
-        for info in infos:
-            address: Any = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-            if not is_public(address):
-                raise EgressRefused(f"{host} resolves to a non-public address; refusing to connect.")
-        return super().handle_request(request)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from flowpilot.config import settings
 from flowpilot.errors import InvalidInput
 from flowpilot.psa.base import PSAProvider
-from flowpilot.psa.egress import PublicOnlyTransport
 from flowpilot.store import account_settings, secrets
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class PSANotConfigured(InvalidInput):
@@ -60,6 +60,10 @@ def _http_client() -> httpx.Client:
 
     Outside the local stack, every request re-checks that the PSA host resolves to a public address.
     """
+    import httpx
+
+    from flowpilot.psa.transport import PublicOnlyTransport
+
     transport = None if settings().psa_allow_loopback else PublicOnlyTransport()
     return httpx.Client(follow_redirects=False, transport=transport)
 
