@@ -149,16 +149,28 @@ def invoke_function(logical_id: str, payload: Any) -> tuple[Any, str | None]:
 
 
 @contextmanager
-def atomic_dynamodb_writes() -> Iterator[None]:
-    """Make moto's conditional writes atomic, as DynamoDB's are.
+def atomic_dynamodb() -> Iterator[None]:
+    """Make moto's item operations atomic, as DynamoDB's are.
 
     moto checks a write's condition and applies it without a lock, so two threads can both pass the same
-    condition; real DynamoDB refuses one of them. Concurrency tests and the threaded local stack need that.
+    condition; and it applies an update's SET actions one attribute at a time, so a concurrent read can see
+    half an update. Real DynamoDB does neither. Concurrency tests and the threaded local stack need that.
     """
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
-    names = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+    names = (
+        "put_item",
+        "update_item",
+        "delete_item",
+        "transact_write_items",
+        "batch_write_item",
+        "get_item",
+        "query",
+        "scan",
+        "transact_get_items",
+        "batch_get_item",
+    )
     originals = {name: getattr(DynamoDBBackend, name) for name in names if hasattr(DynamoDBBackend, name)}
 
     def locked(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -242,7 +254,7 @@ def emulated_aws() -> Iterator[list[str]]:
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
     no_sleep = mock.patch.object(retrier_decl, "time", _NoSleep())
-    with mock_aws(config=MOTO_CONFIG), lambda_dispatch(), atomic_dynamodb_writes(), no_sleep:  # type: ignore[call-overload]
+    with mock_aws(config=MOTO_CONFIG), lambda_dispatch(), atomic_dynamodb(), no_sleep:  # type: ignore[call-overload]
         reset_process_caches()
         create_tables()
         machines = list(create_state_machines().values())

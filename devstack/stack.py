@@ -42,7 +42,7 @@ class LocalStack:
         moto.start()
         self.parts["moto"] = moto
         aws.apply_environment(aws.environment(identity_mode="local", endpoint_url=self.moto_url))
-        for name, context in (("dispatch", aws.lambda_dispatch()), ("atomic", aws.atomic_dynamodb_writes())):
+        for name, context in (("dispatch", aws.lambda_dispatch()), ("atomic", aws.atomic_dynamodb())):
             context.__enter__()
             self.parts[name] = context
         aws.create_tables()

@@ -190,7 +190,7 @@ def wait_for_result(
         assert entry is not None
         if entry["state"] == "succeeded":
             return _response(entry), 200
-        if entry["state"] == "failed":
+        if entry["state"] == "failed" and entry.get("error"):
             raise error_from_record(
                 {
                     **entry["error"],
