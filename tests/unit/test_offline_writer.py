@@ -6,7 +6,7 @@ import random
 import re
 from collections import Counter
 
-from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session, SessionStatus
+from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session
 from flowpilot.writers import ESCALATION_HEADINGS, OfflineWriter, has_escalation_sections
 from flowpilot.writers.offline import (
     DONE_HEADING,
@@ -18,6 +18,7 @@ from flowpilot.writers.offline import (
     NOTHING_CONFIRMED,
     NOTHING_TRIED,
 )
+from tests.unit.builders import evidence, make_session
 
 ESCALATION = PreviewKind.escalation_package
 RESOLUTION = PreviewKind.resolution_note
@@ -26,29 +27,7 @@ PROBLEM = "Jane Smith says Outlook asks for her password every 10 minutes.\n\nIt
 
 
 def session(problem: str = PROBLEM) -> Session:
-    return Session(
-        id="sess-1",
-        title=TITLE,
-        problem=problem,
-        status=SessionStatus.active,
-        state_version=9,
-        created_by="engineer-a",
-        created_at="2024-05-01T09:00:00Z",
-        updated_at="2024-05-01T09:00:00Z",
-    )
-
-
-def evidence(n: int, kind: EvidenceKind, text: str, result: str | None = None) -> Evidence:
-    return Evidence(
-        id=f"ev-{n}",
-        session_id="sess-1",
-        kind=kind,
-        text=text,
-        result=result,
-        created_by="engineer-a",
-        created_at=f"2024-05-01T10:{n // 60 % 60:02d}:{n % 60:02d}Z",
-        state_version=n + 1,
-    )
+    return make_session(title=TITLE, problem=problem, state_version=9)
 
 
 EVIDENCE = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session, SessionStatus
+from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session
 from flowpilot.writers import ESCALATION_HEADINGS
 from flowpilot.writers.prompt import (
     CHARS_PER_TOKEN,
@@ -16,6 +16,7 @@ from flowpilot.writers.prompt import (
     build_prompt,
     select_evidence,
 )
+from tests.unit.builders import evidence, make_session
 
 ESCALATION = PreviewKind.escalation_package
 RESOLUTION = PreviewKind.resolution_note
@@ -23,29 +24,7 @@ KIND_CYCLE = (EvidenceKind.tried, EvidenceKind.message, EvidenceKind.confirmed, 
 
 
 def session(problem: str = "Outlook asks for the password every 10 minutes since Monday.") -> Session:
-    return Session(
-        id="sess-1",
-        title="Outlook keeps prompting for credentials",
-        problem=problem,
-        status=SessionStatus.active,
-        state_version=1,
-        created_by="engineer-a",
-        created_at="2024-05-01T09:00:00Z",
-        updated_at="2024-05-01T09:00:00Z",
-    )
-
-
-def evidence(n: int, kind: EvidenceKind, text: str, result: str | None = None) -> Evidence:
-    return Evidence(
-        id=f"ev-{n}",
-        session_id="sess-1",
-        kind=kind,
-        text=text,
-        result=result,
-        created_by="engineer-a",
-        created_at=f"2024-05-01T10:{n // 60 % 60:02d}:{n % 60:02d}Z",
-        state_version=n + 1,
-    )
+    return make_session(title="Outlook keeps prompting for credentials", problem=problem, state_version=1)
 
 
 def many(count: int) -> list[Evidence]:
