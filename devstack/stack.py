@@ -12,6 +12,15 @@ from typing import Any
 
 from devstack import aws, template
 
+OPERATOR_SETTINGS = (
+    "DRIFT_CHECK_SECONDS",
+    "WRITEBACK_WAIT_SECONDS",
+    "PREVIEW_TTL_SECONDS",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_TIMEOUT_SECONDS",
+    "POWERTOOLS_LOG_LEVEL",
+)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -41,7 +50,10 @@ class LocalStack:
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         moto.start()
         self.parts["moto"] = moto
-        aws.apply_environment(aws.environment(identity_mode="local", endpoint_url=self.moto_url))
+        env = aws.environment(identity_mode="local", endpoint_url=self.moto_url)
+        # What the operator sets wins over the template's defaults (e.g. DRIFT_CHECK_SECONDS=5 make dev).
+        env.update({name: os.environ[name] for name in OPERATOR_SETTINGS if os.environ.get(name)})
+        aws.apply_environment(env)
         for name, context in (("dispatch", aws.lambda_dispatch()), ("atomic", aws.atomic_dynamodb())):
             context.__enter__()
             self.parts[name] = context
