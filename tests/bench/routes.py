@@ -250,30 +250,16 @@ def run_routes(stack: Stack, iterations: int, writebacks: int) -> tuple[list[Rou
     _progress("write-back routes")
     warmup = _writeback_warmup(api)
     ticket_ids = itertools.count(3001)
-    for _ in range(writebacks):
-        tid = next(ticket_ids)
-        sim.add_ticket(tid, board_id=1, status_id=2, summary=f"Bench ticket {tid}")
-        session = api.new_session(ticket_id=tid)
-        api.timed(
-            "PSA, verified",
-            "POST",
-            f"/ai-sessions/{session}/resolution-note/post",
-            200,
-            body={"markdown": NOTE},
-            after=stack.drain,
-        )
-    for _ in range(writebacks):
-        tid = next(ticket_ids)
-        sim.add_ticket(tid, board_id=1, status_id=2, summary=f"Bench ticket {tid}")
-        session = api.new_session(ticket_id=tid)
-        api.timed(
-            "PSA, verified",
-            "POST",
-            f"/ai-sessions/{session}/escalation-package/post",
-            200,
-            body={"markdown": ESCALATION, "escalation_reason": "Needs an Exchange admin"},
-            after=stack.drain,
-        )
+    posts = (
+        ("resolution-note", {"markdown": NOTE}),
+        ("escalation-package", {"markdown": ESCALATION, "escalation_reason": "Needs an Exchange admin"}),
+    )
+    for kind, body in posts:
+        for _ in range(writebacks):
+            tid = next(ticket_ids)
+            sim.add_ticket(tid, board_id=1, status_id=2, summary=f"Bench ticket {tid}")
+            session = api.new_session(ticket_id=tid)
+            api.timed("PSA, verified", "POST", f"/ai-sessions/{session}/{kind}/post", 200, body=body, after=stack.drain)
     last = None
     for _ in range(writebacks):
         session = api.new_session()

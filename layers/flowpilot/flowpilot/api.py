@@ -165,8 +165,3 @@ def handler_for(*routers: Router) -> Callable[[dict[str, Any], LambdaContext], d
 
     lambda_handler.app = app
     return lambda_handler
-
-
-def json_body(model: Any) -> str:
-    """Serialise a pydantic model or plain value for a response body."""
-    return json.dumps(model.model_dump(mode="json") if hasattr(model, "model_dump") else model)

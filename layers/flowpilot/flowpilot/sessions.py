@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from flowpilot.clock import new_id, now_iso
 from flowpilot.errors import Conflict, NotFound
@@ -42,12 +43,17 @@ def create_session(caller: Caller, request: SessionCreateRequest) -> Session:
     return session
 
 
-def get_session(caller: Caller, session_id: str) -> Session:
-    session = store.get_session(caller.account_id, session_id)
-    if session is None:
+def session_item(caller: Caller, session_id: str) -> dict[str, Any]:
+    """The stored session item, with the fields only the back end sees (locks, a pending note)."""
+    item = store.get_session_item(caller.account_id, session_id)
+    if item is None:
         # Another account's session is indistinguishable from a missing one.
         raise NotFound(f"Session {session_id} not found.", code="session_not_found")
-    return session
+    return item
+
+
+def get_session(caller: Caller, session_id: str) -> Session:
+    return store.to_session(session_item(caller, session_id))
 
 
 def require_active(session: Session) -> Session:
@@ -114,9 +120,9 @@ def link_ticket(caller: Caller, session_id: str, request: LinkTicketRequest) -> 
             session_id,
             set_values={"psa_ticket": ticket.model_dump(mode="json"), "updated_at": now_iso()},
             condition="attribute_exists(PK) AND #st = :active AND attribute_not_exists(active_writeback_id)",
-            names={"#st": "status", "#sv": "state_version"},
-            values={":active": "active", ":one": 1},
-            extra_update="#sv = #sv + :one",
+            names={"#st": "status"},
+            values={":active": "active"},
+            increment=("state_version",),
         )
     except store.ConditionFailed:
         session = require_active(get_session(caller, session_id))

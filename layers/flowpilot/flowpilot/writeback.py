@@ -29,7 +29,7 @@ from flowpilot.models import (
 from flowpilot.observability import logger
 from flowpilot.psa.base import note_marker
 from flowpilot.psa.factory import check_configured
-from flowpilot.sessions import get_session, require_active
+from flowpilot.sessions import get_session, require_active, session_item
 from flowpilot.store import executions
 from flowpilot.store import sessions as session_store
 from flowpilot.store import writebacks as ledger
@@ -89,7 +89,8 @@ def post(
     caller: Caller, session_id: str, request: ResolutionNotePostRequest | EscalationPackagePostRequest
 ) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
     kind = WritebackKind.resolve if isinstance(request, ResolutionNotePostRequest) else WritebackKind.escalate
-    session = require_active(get_session(caller, session_id))
+    raw_session = session_item(caller, session_id)  # one read: the session and its pending note
+    session = require_active(session_store.to_session(raw_session))
     if kind is WritebackKind.resolve and not request.acknowledge_warnings:
         findings = scanner.scan(request.markdown)
         if findings:
@@ -111,7 +112,6 @@ def post(
     )
     summary = explicit or first_line_summary(request.markdown)
     writeback_id = new_id("wb")
-    raw_session = session_store.get_session_item(caller.account_id, session_id) or {}
     pending = raw_session.get(f"pending_note_{kind.value}") or {}
     resume = bool(ticket and pending.get("ticket_id") == ticket["ticket_id"] and pending.get("note_marker"))
     now = now_iso()
@@ -135,7 +135,7 @@ def post(
         if pending.get("note_id"):
             entry["note_id"] = pending["note_id"]
     try:
-        ledger.start(caller.account_id, session_id, entry, lock_condition_version=None)
+        ledger.start(caller.account_id, session_id, entry)
     except session_store.ConditionFailed:
         current = require_active(get_session(caller, session_id))
         raise Conflict(

@@ -12,10 +12,12 @@ Sessions table keys (every partition key starts with the account, so no query ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from flowpilot.config import settings
 
@@ -60,6 +62,55 @@ def account_pk(account_id: str) -> str:
 
 def status_pk(account_id: str, status: str) -> str:
     return f"A#{account_id}#ST#{status}"
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: the item is missing or not in the expected state."""
+
+
+def is_condition_failure(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+def set_clause(
+    values: dict[str, Any], remove: Sequence[str] = (), increment: Sequence[str] = ()
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """`SET #name = :name, …` for `values` (`#name = #name + 1` for `increment`), and `REMOVE …`,
+    with the expression's attribute names and values."""
+    assignments = [f"#{k} = :{k}" for k in values] + [f"#{k} = #{k} + :one" for k in increment]
+    expression = "SET " + ", ".join(assignments) + (" REMOVE " + ", ".join(remove) if remove else "")
+    names = {f"#{k}": k for k in [*values, *increment]}
+    attr_values = {f":{k}": v for k, v in values.items()} | ({":one": 1} if increment else {})
+    return expression, names, attr_values
+
+
+def update_item(
+    key: dict[str, str],
+    values: dict[str, Any],
+    *,
+    condition: str,
+    names: dict[str, str] | None = None,
+    condition_values: dict[str, Any] | None = None,
+    remove: Sequence[str] = (),
+    increment: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A conditional update of a Sessions-table item; the new item, or ConditionFailed."""
+    expression, attr_names, attr_values = set_clause(values, remove, increment)
+    try:
+        response = sessions_table().update_item(
+            Key=key,
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=attr_names | (names or {}),
+            ExpressionAttributeValues=attr_values | (condition_values or {}),
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if is_condition_failure(error):
+            raise ConditionFailed from error
+        raise
+    return plain(response["Attributes"])
 
 
 def plain(value: Any) -> Any:

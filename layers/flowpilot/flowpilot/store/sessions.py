@@ -15,19 +15,11 @@ from botocore.exceptions import ClientError
 from flowpilot.errors import InvalidInput
 from flowpilot.models import Evidence, Session, SessionStatus
 from flowpilot.store import dynamo
+from flowpilot.store.dynamo import ConditionFailed, is_condition_failure
 
 SESSION_SK = "SESSION"
 # Attributes that live on the session item but are not part of the Session model.
 _INTERNAL = {"PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "account_id", "active_writeback_id"}
-
-
-class ConditionFailed(Exception):
-    """A conditional write lost: the item is missing or not in the expected state."""
-
-
-def is_condition_failure(error: ClientError) -> bool:
-    code = error.response.get("Error", {}).get("Code", "")
-    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
 def session_key(account_id: str, session_id: str) -> dict[str, str]:
@@ -66,11 +58,6 @@ def get_session_item(account_id: str, session_id: str, *, consistent: bool = Tru
     response = dynamo.sessions_table().get_item(Key=session_key(account_id, session_id), ConsistentRead=consistent)
     item = response.get("Item")
     return dynamo.plain(item) if item else None
-
-
-def get_session(account_id: str, session_id: str) -> Session | None:
-    item = get_session_item(account_id, session_id)
-    return to_session(item) if item else None
 
 
 # --- listing: newest first, an opaque cursor that only ever resumes the caller's own listing ---
@@ -167,14 +154,15 @@ class ConditionalUpdate:
     condition: str
 
     def transact_item(self, table: str) -> dict[str, Any]:
+        expression, names, values = dynamo.set_clause(self.set_values)
         return {
             "Update": {
                 "TableName": table,
                 "Key": self.key,
-                "UpdateExpression": "SET " + ", ".join(f"#{k} = :{k}" for k in self.set_values),
+                "UpdateExpression": expression,
                 "ConditionExpression": self.condition,
-                "ExpressionAttributeNames": {f"#{k}": k for k in self.set_values},
-                "ExpressionAttributeValues": {f":{k}": v for k, v in self.set_values.items()},
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
             }
         }
 
@@ -236,25 +224,15 @@ def update_session(
     condition: str,
     values: dict[str, Any],
     names: dict[str, str] | None = None,
-    remove: list[str] | None = None,
-    extra_update: str | None = None,
+    increment: tuple[str, ...] = (),
 ) -> Session:
     """A conditional update returning the new session; ConditionFailed if the condition does not hold."""
-    assignments = ", ".join([f"#{k} = :{k}" for k in set_values] + ([extra_update] if extra_update else []))
-    expression = f"SET {assignments}" + (f" REMOVE {', '.join(remove)}" if remove else "")
-    attr_names = {f"#{k}": k for k in set_values} | (names or {})
-    attr_values = {f":{k}": v for k, v in set_values.items()} | values
-    try:
-        response = dynamo.sessions_table().update_item(
-            Key=session_key(account_id, session_id),
-            UpdateExpression=expression,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=attr_names,
-            ExpressionAttributeValues=attr_values,
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as error:
-        if is_condition_failure(error):
-            raise ConditionFailed from error
-        raise
-    return to_session(response["Attributes"])
+    item = dynamo.update_item(
+        session_key(account_id, session_id),
+        set_values,
+        condition=condition,
+        names=names,
+        condition_values=values,
+        increment=increment,
+    )
+    return to_session(item)

@@ -10,7 +10,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from flowpilot.store import dynamo
-from flowpilot.store.sessions import ConditionFailed, is_condition_failure, session_key
+from flowpilot.store.dynamo import ConditionFailed, is_condition_failure
+from flowpilot.store.sessions import session_key
 
 
 def ledger_key(account_id: str, session_id: str, writeback_id: str) -> dict[str, str]:
@@ -28,7 +29,7 @@ def get(account_id: str, session_id: str, writeback_id: str) -> dict[str, Any] |
     return {k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}}
 
 
-def start(account_id: str, session_id: str, entry: dict[str, Any], lock_condition_version: int | None) -> None:
+def start(account_id: str, session_id: str, entry: dict[str, Any]) -> None:
     """Put the ledger entry and take the session's write-back lock in one transaction.
 
     Raises ConditionFailed when the session is closed or already has a write-back running.
@@ -47,9 +48,6 @@ def start(account_id: str, session_id: str, entry: dict[str, Any], lock_conditio
             ":active": "active",
         },
     }
-    if lock_condition_version is not None:
-        lock["ConditionExpression"] += " AND state_version = :sv"
-        lock["ExpressionAttributeValues"][":sv"] = lock_condition_version
     try:
         dynamo.client().transact_write_items(
             TransactItems=[
@@ -77,27 +75,14 @@ def update(
     *,
     condition: str | None = None,
     condition_values: dict[str, Any] | None = None,
-    remove: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    names = {f"#{k}": k for k in values}
-    expression = "SET " + ", ".join(f"#{k} = :{k}" for k in values)
-    if remove:
-        expression += " REMOVE " + ", ".join(remove)
-    args: dict[str, Any] = {
-        "Key": ledger_key(account_id, session_id, writeback_id),
-        "UpdateExpression": expression,
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()} | (condition_values or {}),
-        "ConditionExpression": "attribute_exists(SK)" + (f" AND ({condition})" if condition else ""),
-        "ReturnValues": "ALL_NEW",
-    }
-    try:
-        attributes = dynamo.sessions_table().update_item(**args)["Attributes"]
-    except ClientError as error:
-        if is_condition_failure(error):
-            raise ConditionFailed from error
-        raise
-    return {k: v for k, v in dynamo.plain(attributes).items() if k not in {"PK", "SK"}}
+    item = dynamo.update_item(
+        ledger_key(account_id, session_id, writeback_id),
+        values,
+        condition="attribute_exists(SK)" + (f" AND ({condition})" if condition else ""),
+        condition_values=condition_values,
+    )
+    return {k: v for k, v in item.items() if k not in {"PK", "SK"}}
 
 
 def record_note_id(account_id: str, session_id: str, writeback_id: str, note_id: str, now: str) -> dict[str, Any]:
@@ -128,35 +113,18 @@ def finish_session(
     Only the write-back holding the lock may do this, or the same write-back again: a step whose answer
     was lost is run twice by the state machine, and the second run must find the work done, not fail.
     """
-    names = {f"#{k}": k for k in set_values}
-    expression = "SET " + ", ".join(f"#{k} = :{k}" for k in set_values)
-    expression += " REMOVE " + ", ".join(("active_writeback_id", *remove))
-    try:
-        response = dynamo.sessions_table().update_item(
-            Key=session_key(account_id, session_id),
-            UpdateExpression=expression,
-            ConditionExpression=(
-                "active_writeback_id = :wb OR "
-                "(attribute_not_exists(active_writeback_id) AND last_writeback.writeback_id = :wb)"
-            ),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={f":{k}": v for k, v in set_values.items()} | {":wb": writeback_id},
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as error:
-        if is_condition_failure(error):
-            raise ConditionFailed from error
-        raise
-    return dynamo.plain(response["Attributes"])
+    return dynamo.update_item(
+        session_key(account_id, session_id),
+        set_values,
+        condition=(
+            "active_writeback_id = :wb OR "
+            "(attribute_not_exists(active_writeback_id) AND last_writeback.writeback_id = :wb)"
+        ),
+        condition_values={":wb": writeback_id},
+        remove=("active_writeback_id", *remove),
+    )
 
 
 def set_session_fields(account_id: str, session_id: str, set_values: dict[str, Any]) -> None:
     """Unconditional session update for after-the-fact facts (the drift re-check)."""
-    names = {f"#{k}": k for k in set_values}
-    dynamo.sessions_table().update_item(
-        Key=session_key(account_id, session_id),
-        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in set_values),
-        ConditionExpression="attribute_exists(PK)",
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues={f":{k}": v for k, v in set_values.items()},
-    )
+    dynamo.update_item(session_key(account_id, session_id), set_values, condition="attribute_exists(PK)")
