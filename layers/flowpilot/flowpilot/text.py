@@ -1,0 +1,26 @@
+"""Text hygiene for anything that reaches a PSA ticket or a preview: one cleaning, used everywhere.
+
+Chat and customer text can carry NUL bytes, ANSI escapes and other control characters; a PSA stores
+them verbatim and an engineer's note then shows garbage (or worse, a terminal sequence). Newlines and
+tabs are kept; CRLF becomes LF.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# CSI/OSC/other ANSI escape sequences first (so their parameters go too), then lone control characters.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """`text` without control characters other than newline and tab (NUL, ANSI escapes, C1 controls)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+def is_blank(text: str) -> bool:
+    """Nothing a reader would see: empty, or whitespace (Unicode spaces and invisible format characters included) once cleaned."""
+    return not "".join(c for c in clean(text) if unicodedata.category(c) != "Cf").strip()
