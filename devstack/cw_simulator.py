@@ -91,6 +91,10 @@ class TicketFaults:
     security_denied: bool = False
     # Note flags CW stores whatever we send (a tenant default that, e.g., makes notes customer-visible).
     note_flag_overrides: dict[str, bool] = field(default_factory=dict)
+    # The overrides hold on note updates too (a tenant policy that no API update can change).
+    note_flag_overrides_sticky: bool = False
+    # Note updates answer 200 and change nothing (CW dropping the update silently).
+    ignore_note_update: bool = False
 
 
 @dataclass(frozen=True)
@@ -498,7 +502,7 @@ class CWSimulator:
         routes: list[tuple[re.Pattern[str], dict[str, Callable[[_Request, re.Match[str]], _Reply]]]] = [
             (_TICKET, {"GET": self._get_ticket, "PATCH": self._patch_ticket}),
             (_NOTES, {"GET": self._list_notes, "POST": self._post_note}),
-            (_NOTE, {"GET": self._get_note}),
+            (_NOTE, {"GET": self._get_note, "PATCH": self._patch_note}),
             (_STATUSES, {"GET": self._list_statuses}),
             (_STATUS, {"GET": self._get_status}),
         ]
@@ -775,6 +779,39 @@ class CWSimulator:
                 if note["id"] == note_id:
                     return _Reply(200, copy.deepcopy(note))
         raise _CWError(404, {"code": "NotFound", "message": f"Ticket Note ID {note_id} not found."})
+
+    def _patch_note(self, req: _Request, m: re.Match[str]) -> _Reply:
+        """JSON-Patch of a note's text and flags (PSA-NOTES §1.3, ServiceNote fields)."""
+        tid, note_id = int(m.group(1)), int(m.group(2))
+        if not isinstance(req.body, list) or not req.body:
+            raise _invalid("serviceNote", "InvalidField", "The body must be a non-empty JSON-Patch array.", None)
+        changes: dict[str, Any] = {}
+        for op in req.body:
+            if not isinstance(op, dict) or not isinstance(op.get("path"), str) or "value" not in op:
+                raise _invalid("serviceNote", "InvalidField", "Each operation needs op, path and value.", None)
+            if str(op.get("op", "")).lower() != "replace":
+                raise _invalid("serviceNote", "InvalidField", f"The operation '{op.get('op')}' is not supported.", None)
+            path, value = op["path"].strip().lstrip("/"), op["value"]
+            name = next((n for n in (*_NOTE_FLAGS, "text", "processNotifications") if n.lower() == path.lower()), None)
+            if name is None:
+                raise _invalid("serviceNote", "InvalidField", "the path source is not valid", op["path"])
+            if name == "text" and (not isinstance(value, str) or not value.strip()):
+                raise _invalid("serviceNote", "MissingRequiredField", "text is required.", "text")
+            if name != "text" and not isinstance(value, bool):
+                raise _invalid("serviceNote", "InvalidField", f"{name} must be a boolean.", name)
+            changes[name] = value
+        with self._lock:
+            self._require_ticket(tid)
+            note = next((n for n in self._notes[tid] if n["id"] == note_id), None)
+            if note is None:
+                raise _CWError(404, {"code": "NotFound", "message": f"Ticket Note ID {note_id} not found."})
+            faults = self._faults.get(tid) or TicketFaults()
+            if not faults.ignore_note_update:
+                if faults.note_flag_overrides_sticky:
+                    changes.update(faults.note_flag_overrides)
+                note.update(changes)
+                note["_info"] = {"lastUpdated": _now(), "updatedBy": str(API_MEMBER["identifier"])}
+            return _Reply(200, copy.deepcopy(note))
 
     def _post_note(self, req: _Request, m: re.Match[str]) -> _Reply:
         tid = int(m.group(1))

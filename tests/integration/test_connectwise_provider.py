@@ -18,6 +18,8 @@ from flowpilot.psa import (
     NoteKind,
     PSAAuthError,
     PSAError,
+    PSANoteNotAmended,
+    PSANoteNotFound,
     PSANoteVisibilityMismatch,
     PSAProvider,
     PSARateLimited,
@@ -222,25 +224,53 @@ def test_internal_note_is_internal_despite_cws_external_flag_echo(sim: CWSimulat
     assert found == note
 
 
-def test_internal_note_stored_customer_visible_is_a_loud_mismatch(sim: CWSimulator, cw: ConnectWiseProvider) -> None:
+def test_internal_note_stored_customer_visible_is_returned_as_the_psa_shows_it(
+    sim: CWSimulator, cw: ConnectWiseProvider
+) -> None:
     sim.set_faults(1002, note_flag_overrides={"detailDescriptionFlag": True})
-    with pytest.raises(PSANoteVisibilityMismatch) as err:
-        cw.post_note("1002", "internal only", NoteKind.internal_analysis)
+    note = cw.post_note("1002", "internal only", NoteKind.internal_analysis)
     stored = sim.notes(1002)
-    assert len(stored) == 1  # the note exists: the caller must say so, not retry
-    assert err.value.status == 502 and err.value.code == "psa_note_visibility_mismatch"
-    assert err.value.details["note_id"] == str(stored[0]["id"])
-    assert err.value.details["customer_visible"] is True
-    assert "customer-visible" in err.value.message
+    assert len(stored) == 1 and note.id == str(stored[0]["id"])  # the note exists: the caller must repair it
+    assert note.customer_visible is True and note.flags["detailDescriptionFlag"] is True
+    assert cw.visibility_matches(note, NoteKind.internal_analysis) is False
+    assert cw.visibility_matches(cw.get_note("1002", note.id), NoteKind.internal_analysis) is False
 
 
-def test_resolution_note_stored_without_resolution_flag_is_a_mismatch(
+def test_resolution_note_stored_without_resolution_flag_does_not_match(
     sim: CWSimulator, cw: ConnectWiseProvider
 ) -> None:
     sim.set_faults(1001, note_flag_overrides={"resolutionFlag": False})
-    with pytest.raises(PSANoteVisibilityMismatch) as err:
-        cw.post_note("1001", "fixed", NoteKind.resolution)
-    assert err.value.details["returned_flags"]["resolutionFlag"] is False
+    note = cw.post_note("1001", "fixed", NoteKind.resolution)
+    assert note.customer_visible is True and note.flags["resolutionFlag"] is False
+    assert cw.visibility_matches(note, NoteKind.resolution) is False
+
+
+def test_note_update_repairs_visibility_and_text_without_notifying(sim: CWSimulator, cw: ConnectWiseProvider) -> None:
+    sim.set_faults(1002, note_flag_overrides={"detailDescriptionFlag": True})
+    note = cw.post_note("1002", "first text", NoteKind.internal_analysis)
+    sim.clear_requests()
+    cw.update_note("1002", note.id, kind=NoteKind.internal_analysis, text="second text")
+    (patch,) = [r for r in sim.requests if r.method == "PATCH"]
+    assert patch.path.endswith(f"/service/tickets/1002/notes/{note.id}")
+    ops = {op["path"]: op["value"] for op in patch.body}
+    assert ops == {
+        "text": "second text",
+        "internalAnalysisFlag": True,
+        "detailDescriptionFlag": False,
+        "resolutionFlag": False,
+        "processNotifications": False,
+    }
+    after = cw.get_note("1002", note.id)
+    assert after.text == "second text" and cw.visibility_matches(after, NoteKind.internal_analysis)
+    assert cw.visibility_matches(after, NoteKind.resolution) is False
+
+
+def test_a_deleted_note_reads_as_not_found(sim: CWSimulator, cw: ConnectWiseProvider) -> None:
+    with pytest.raises(PSANoteNotFound) as err:
+        cw.get_note("1001", "987654")
+    assert err.value.status == 502 and err.value.details["note_id"] == "987654"
+    with pytest.raises(PSANoteNotFound):
+        cw.get_note("1001", "../1")
 
 
 def test_note_without_text_surfaces_cws_validation_message(cw: ConnectWiseProvider) -> None:
@@ -522,7 +552,7 @@ def test_no_error_carries_the_keys(sim: CWSimulator, make: Factory) -> None:
         lambda: cw.fetch_ticket("9999"),  # 404
         lambda: cw.change_status("1001", 21),  # 400
         lambda: cw.check_target_status(cw.fetch_ticket("1001"), 21),  # not on board
-        lambda: cw.post_note("1002", "x", NoteKind.internal_analysis),  # visibility mismatch
+        lambda: cw.get_note("1002", "424242"),  # note not found
         lambda: make(public_key="pubKEY-wrong").fetch_ticket("1001"),  # 401
     ]
     seen: list[type[PSAError]] = []
@@ -549,7 +579,7 @@ def test_no_error_carries_the_keys(sim: CWSimulator, make: Factory) -> None:
         PSATicketNotFound,
         PSAValidationError,
         PSAStatusNotOnBoard,
-        PSANoteVisibilityMismatch,
+        PSANoteNotFound,
         PSAAuthError,
     ]
 
@@ -568,6 +598,8 @@ def test_error_classes_map_to_one_status_and_code() -> None:
         PSAStatusNotOnBoard: (422, "psa_status_not_on_board"),
         PSAStatusVerificationError: (502, "psa_status_not_applied"),
         PSANoteVisibilityMismatch: (502, "psa_note_visibility_mismatch"),
+        PSANoteNotAmended: (502, "psa_note_not_amended"),
+        PSANoteNotFound: (502, "psa_note_not_found"),
     }
     assert {cls: (cls.status, cls.code) for cls in table} == table
     assert issubclass(PSATicketNotFound, InvalidInput) and issubclass(PSAStatusVerificationError, BadGateway)

@@ -225,7 +225,7 @@ def test_unconfigured_psa_is_422_and_starts_nothing(api: Api, aws_env: Any) -> N
     assert api.get(f"/ai-sessions/{session['id']}").body["last_writeback"] is None
 
 
-def test_happy_path_costs_four_psa_calls_once_statuses_are_cached(api: Api, psa: Any) -> None:
+def test_happy_path_costs_five_psa_calls_once_statuses_are_cached(api: Api, psa: Any) -> None:
     warm = ticket_session(api, "1006")  # same board: its statuses get cached
     warmed = resolve(api, warm["id"])
     assert warmed.status == 200
@@ -238,6 +238,7 @@ def test_happy_path_costs_four_psa_calls_once_statuses_are_cached(api: Api, psa:
     assert psa_calls(psa) == [
         "GET /v4_6_release/apis/3.0/service/tickets/1001",
         "POST /v4_6_release/apis/3.0/service/tickets/1001/notes",
+        f"GET /v4_6_release/apis/3.0/service/tickets/1001/notes/{response.body['external_id']}",  # read back
         "PATCH /v4_6_release/apis/3.0/service/tickets/1001",
         "GET /v4_6_release/apis/3.0/service/tickets/1001",
         "GET /v4_6_release/apis/3.0/service/tickets/1001",  # the later drift re-check

@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+
+from flowpilot import text
 
 # Ids we mint and accept: letters, digits, '-' and '_' only, so no value can forge a storage key.
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -32,9 +34,38 @@ class PsaProvider(StrEnum):
     halopsa = "halopsa"
 
 
+_TICKET_ID_DIGITS = 12
+
+
+def canonical_ticket_id(value: object) -> str:
+    """A PSA ticket id in its one stored spelling: `" 01005"` and `"1005"` are the same ticket, `"1005"`.
+
+    PSA ticket ids are positive integers; anything else (signs, zero, letters, spaces inside) is refused,
+    so no two spellings of one ticket can ever look like two tickets to the resume logic.
+    """
+    if not isinstance(value, str):
+        raise ValueError("ticket_id must be a string of digits")
+    digits = value.strip()
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 32:
+        raise ValueError("ticket_id must be a positive integer written with digits 0-9")
+    canonical = digits.lstrip("0")
+    if not canonical:
+        raise ValueError("ticket_id must be a positive integer, not zero")
+    if len(canonical) > _TICKET_ID_DIGITS:
+        raise ValueError(f"ticket_id must have at most {_TICKET_ID_DIGITS} digits")
+    return canonical
+
+
+TicketId = Annotated[
+    str,
+    BeforeValidator(canonical_ticket_id),
+    Field(description='A positive integer as a string; stored in canonical form (" 01005" is stored "1005").'),
+]
+
+
 class PsaTicketRef(Strict):
     provider: PsaProvider
-    ticket_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}$")]
+    ticket_id: TicketId
 
 
 class SessionCreateRequest(Strict):
@@ -105,7 +136,13 @@ class Evidence(BaseModel):
     result: str | None = None
     created_by: str
     created_at: str
-    state_version: int = Field(description="The session's state_version after this evidence was added.")
+    state_version: int = Field(
+        description=(
+            "In the 201: the session's state_version read right after this evidence was stored, so any preview "
+            "at this version or later includes it. As stored (later reads): the session's version when the write "
+            "began, plus one. The two differ only when other changes landed at the same moment."
+        )
+    )
 
 
 class LinkTicketRequest(PsaTicketRef):
@@ -187,6 +224,9 @@ class SessionSuggestedFixResponse(BaseModel):
 
 class SessionSuggestedFixList(BaseModel):
     items: list[SessionSuggestedFixResponse]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null when the listing is complete."
+    )
 
 
 class SessionSuggestedFixDecisionRequest(Strict):
@@ -199,12 +239,16 @@ class SessionSuggestedFixDecisionRequest(Strict):
 
 
 class SessionSuggestedFixDecisionResponse(BaseModel):
-    fix: SessionSuggestedFixResponse
-    decision: UserDecision
-    state_version: int
+    """The seed contract's four fields at the top level, exactly as named; the rest is additive."""
+
+    id: str = Field(description="The decided fix's id.")
+    user_decision: UserDecision
     rendered_script: str | None = Field(default=None, repr=False)  # may carry secrets given at decision time
-    draft_template_id: str | None = None
     redirect_path: str | None = None
+    fix: SessionSuggestedFixResponse
+    decision: UserDecision = Field(description="The same as user_decision.")
+    state_version: int = Field(description="The session's state_version read right after the decision was stored.")
+    draft_template_id: str | None = None
 
 
 class ScriptTemplate(BaseModel):
@@ -283,8 +327,16 @@ class ResolutionNotePreviewResponse(BaseModel):
     generated_at: str
 
 
-Markdown = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+def _postable(value: str) -> str:
+    # Control characters never reach a ticket; text that is blank once cleaned is not a note.
+    cleaned = text.clean(value)
+    if text.is_blank(cleaned):
+        raise ValueError("markdown is blank; write the note before posting it")
+    return cleaned
+
+
+Markdown = Annotated[str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_postable)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(text.clean)]
 
 
 class ResolutionNotePostRequest(Strict):
@@ -319,6 +371,10 @@ class ResolutionPostResponse(BaseModel):
     status_transition_skipped_reason: str | None = None
     writeback_id: str
     drift_check: str | None = None
+    note_amended: bool = Field(
+        default=False,
+        description="True when a re-post changed the text of the note an earlier attempt left on the ticket.",
+    )
 
 
 class ErrorBody(BaseModel):

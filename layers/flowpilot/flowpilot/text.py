@@ -22,5 +22,5 @@ def clean(text: str) -> str:
 
 
 def is_blank(text: str) -> bool:
-    """Nothing a reader would see: empty, or whitespace (Unicode spaces and invisible format characters included) once cleaned."""
+    """Nothing a reader would see once cleaned: whitespace (Unicode spaces too) and invisible format characters."""
     return not "".join(c for c in clean(text) if unicodedata.category(c) != "Cf").strip()

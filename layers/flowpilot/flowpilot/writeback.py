@@ -10,7 +10,7 @@ import re
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flowpilot import scanner
 from flowpilot.account_settings import preferences_for
@@ -25,6 +25,7 @@ from flowpilot.models import (
     SessionStatus,
     WritebackKind,
     WritebackOutcome,
+    canonical_ticket_id,
 )
 from flowpilot.observability import logger
 from flowpilot.psa.base import note_marker
@@ -55,7 +56,10 @@ class WritebackLedgerEntry(BaseModel):
     created_at: str
     updated_at: str
     finished_at: str | None = None
-    markdown: str
+    markdown: str | None = Field(
+        default=None, description="The text the ticket was read back showing (without the marker line)."
+    )
+    requested_markdown: str | None = None
     summary: str | None = None
     ticket: dict[str, Any] | None = None
     board_id: int | None = None
@@ -64,6 +68,9 @@ class WritebackLedgerEntry(BaseModel):
     note_marker: str | None = None
     note_posted_at: str | None = None
     note_reused_from: str | None = None
+    note_amended: bool = False
+    note_verified_at: str | None = None
+    replaced_note_id: str | None = None
     external_id: str | None = None
     posted_at: str | None = None
     target_status_id: int | None = None
@@ -85,63 +92,40 @@ def first_line_summary(markdown: str) -> str:
     return markdown.strip()[:500]
 
 
+_LOCK_ATTEMPTS = 3
+
+
 def post(
     caller: Caller, session_id: str, request: ResolutionNotePostRequest | EscalationPackagePostRequest
 ) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
     kind = WritebackKind.resolve if isinstance(request, ResolutionNotePostRequest) else WritebackKind.escalate
-    raw_session = session_item(caller, session_id)  # one read: the session and its pending note
-    session = require_active(session_store.to_session(raw_session))
     if kind is WritebackKind.resolve and not request.acknowledge_warnings:
-        findings = scanner.scan(request.markdown)
-        if findings:
-            raise InvalidInput(
-                "The customer-visible note looks like it contains secrets; remove them, or resend with "
-                "acknowledge_warnings: true if they are not secrets.",
-                code="sensitive_content",
-                details={
-                    "warnings": [
-                        {"kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt} for f in findings
-                    ]
-                },
-            )
-    ticket = session.psa_ticket.model_dump(mode="json") if session.psa_ticket else None
-    if ticket is not None:
-        check_configured(caller.account_id, ticket["provider"])  # fail fast: 422 before anything starts
+        _refuse_secrets(request.markdown)
     explicit = (
         request.resolution_summary if isinstance(request, ResolutionNotePostRequest) else request.escalation_reason
     )
     summary = explicit or first_line_summary(request.markdown)
     writeback_id = new_id("wb")
-    pending = raw_session.get(f"pending_note_{kind.value}") or {}
-    resume = bool(ticket and pending.get("ticket_id") == ticket["ticket_id"] and pending.get("note_marker"))
-    now = now_iso()
-    entry: dict[str, Any] = {
-        "writeback_id": writeback_id,
-        "session_id": session_id,
-        "kind": kind.value,
-        "state": "running",
-        "created_by": caller.engineer_id,
-        "created_at": now,
-        "updated_at": now,
-        "markdown": request.markdown,
-        "summary": summary,
-        "note_marker": pending["note_marker"] if resume else note_marker(writeback_id),
-    }
-    if ticket:
-        entry["ticket"] = ticket
-    if resume:
-        # A resumed write-back carries the earlier note (or its marker), so it can never post a second one.
-        entry.update(note_reused_from=pending["writeback_id"], post_attempted=True)
-        if pending.get("note_id"):
-            entry["note_id"] = pending["note_id"]
-    try:
-        ledger.start(caller.account_id, session_id, entry)
-    except session_store.ConditionFailed:
-        current = require_active(get_session(caller, session_id))
-        raise Conflict(
-            f"A write-back of session {current.id} is already running; see its result before posting again.",
-            code="writeback_in_progress",
-        ) from None
+    for attempt in range(_LOCK_ATTEMPTS):
+        raw_session = session_item(caller, session_id)  # one read: the session, its ticket and pending notes
+        session = require_active(session_store.to_session(raw_session))
+        ticket = session.psa_ticket.model_dump(mode="json") if session.psa_ticket else None
+        if ticket is not None:
+            check_configured(caller.account_id, ticket["provider"])  # fail fast: 422 before anything starts
+        entry = _ledger_entry(caller, session_id, writeback_id, kind, request.markdown, summary, ticket, raw_session)
+        try:
+            # The ticket read above is the ticket the lock is taken on: a relink in between fails the condition.
+            ledger.start(caller.account_id, session_id, entry, _stored_ticket(raw_session))
+            break
+        except session_store.ConditionFailed:
+            current = session_item(caller, session_id)
+            require_active(session_store.to_session(current))
+            if current.get("active_writeback_id") or attempt == _LOCK_ATTEMPTS - 1:
+                raise Conflict(
+                    f"A write-back of session {session_id} is already running; see its result before posting again.",
+                    code="writeback_in_progress",
+                ) from None
+            logger.info("the session's ticket changed while posting; reading it again")
     payload = {
         "account_id": caller.account_id,
         "session_id": session_id,
@@ -151,6 +135,7 @@ def post(
         "summary": summary,
         "ticket": ticket,
         "note_marker": entry["note_marker"],
+        "guard_internal_notes": _internal_notes_to_guard(kind, ticket, raw_session),
         "preferences": preferences_for(caller.account_id).model_dump(mode="json"),
         "drift_check_seconds": settings().drift_check_seconds,
     }
@@ -166,6 +151,89 @@ def post(
         ) from error
     ledger.update(caller.account_id, session_id, writeback_id, {"execution_arn": arn})
     return wait_for_result(caller, session_id, writeback_id, settings().writeback_wait_seconds)
+
+
+def _refuse_secrets(markdown: str) -> None:
+    findings = scanner.scan(markdown)
+    if findings:
+        raise InvalidInput(
+            "The customer-visible note looks like it contains secrets; remove them, or resend with "
+            "acknowledge_warnings: true if they are not secrets.",
+            code="sensitive_content",
+            details={
+                "warnings": [
+                    {"kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt} for f in findings
+                ]
+            },
+        )
+
+
+def _ledger_entry(
+    caller: Caller,
+    session_id: str,
+    writeback_id: str,
+    kind: WritebackKind,
+    markdown: str,
+    summary: str,
+    ticket: dict[str, Any] | None,
+    raw_session: dict[str, Any],
+) -> dict[str, Any]:
+    """The ledger entry a write-back starts with; a resume carries the earlier note so it is never posted twice."""
+    pending = raw_session.get(f"pending_note_{kind.value}") or {}
+    resume = bool(ticket and _same_ticket(pending.get("ticket_id"), ticket["ticket_id"]) and pending.get("note_marker"))
+    now = now_iso()
+    entry: dict[str, Any] = {
+        "writeback_id": writeback_id,
+        "session_id": session_id,
+        "kind": kind.value,
+        "state": "running",
+        "created_by": caller.engineer_id,
+        "created_at": now,
+        "updated_at": now,
+        # What the engineer asked to post; `markdown` is set once the ticket is read back showing it.
+        "requested_markdown": markdown,
+        "summary": summary,
+        "note_marker": pending["note_marker"] if resume else note_marker(writeback_id),
+    }
+    if ticket:
+        entry["ticket"] = ticket
+    if resume:
+        entry.update(note_reused_from=pending["writeback_id"], post_attempted=True)
+        if pending.get("note_id"):
+            entry["note_id"] = pending["note_id"]
+    return entry
+
+
+def _internal_notes_to_guard(
+    kind: WritebackKind, ticket: dict[str, Any] | None, raw_session: dict[str, Any]
+) -> list[dict[str, str]]:
+    """A failed escalation's internal note, which a resolve post must find internal before it can answer 200."""
+    pending = raw_session.get("pending_note_escalate") or {}
+    if (
+        kind is not WritebackKind.resolve
+        or ticket is None
+        or not pending.get("note_id")
+        or not pending.get("ticket_id")
+    ):
+        return []
+    if pending.get("provider", ticket["provider"]) != ticket["provider"]:
+        return []
+    return [{"ticket_id": canonical_ticket_id(str(pending["ticket_id"])), "note_id": str(pending["note_id"])}]
+
+
+def _stored_ticket(raw_session: dict[str, Any]) -> dict[str, str] | None:
+    # The lock's condition compares the stored spelling, which predates canonical ids for older sessions.
+    stored = raw_session.get("psa_ticket")
+    if not isinstance(stored, dict) or not stored.get("ticket_id"):
+        return None
+    return {"ticket_id": str(stored["ticket_id"]), "provider": str(stored.get("provider"))}
+
+
+def _same_ticket(a: object, b: object) -> bool:
+    try:
+        return canonical_ticket_id(str(a)) == canonical_ticket_id(str(b))
+    except ValueError:
+        return False
 
 
 def _abandon(caller: Caller, session_id: str, writeback_id: str) -> None:
@@ -216,6 +284,7 @@ def _response(entry: dict[str, Any]) -> ResolutionPostResponse:
         status_transition_skipped_reason=entry.get("status_transition_skipped_reason"),
         writeback_id=entry["writeback_id"],
         drift_check=_drift_state(entry),
+        note_amended=bool(entry.get("note_amended")),
     )
 
 

@@ -19,9 +19,15 @@ from flowpilot.models import SessionStatus, WritebackOutcome
 from flowpilot.observability import logger, metrics
 from flowpilot.psa.base import (
     NoteKind,
+    PostedNote,
+    PSAError,
+    PSANoteNotAmended,
+    PSANoteNotFound,
+    PSANoteVisibilityMismatch,
     PSAProvider,
     PSARateLimited,
     PSAStatusVerificationError,
+    same_text,
     with_marker,
 )
 from flowpilot.psa.factory import provider_for_account
@@ -129,35 +135,153 @@ def prepare(state: State) -> State:
 
 
 def post_note(state: State) -> State:
+    """Exactly one note on the ticket, showing the approved text with the visibility its kind needs.
+
+    The note comes from the ledger, else from the ticket (found by its marker after an attempt we never
+    heard back from), else it is posted now; whichever it is, it is read back from the PSA, and repaired
+    (visibility) or amended (an edited re-post) through the PSA's note update, then read back again.
+    """
     account_id, session_id, writeback_id = _ids(state)
     entry = ledger.get(account_id, session_id, writeback_id) or {}
     marker = entry.get("note_marker") or state["note_marker"]
     ticket_id = state["ticket"]["ticket_id"]
-    if entry.get("note_id"):
-        logger.info("note already on the ledger; not posting again", extra={"note_id": entry["note_id"]})
-        state.update(note_id=entry["note_id"], posted_at=entry.get("note_posted_at"))
-        return state
+    kind = _note_kind(state)
+    approved = with_marker(state["markdown"], marker)
     provider = _provider(state)
     try:
-        if entry.get("post_attempted"):
+        _guard_internal_notes(provider, state)
+        note_id = entry.get("note_id")
+        if note_id is None and entry.get("post_attempted"):
             # An earlier attempt may have been committed by the PSA without us hearing back.
             found = _honouring_retry_after(lambda: provider.find_note_by_marker(ticket_id, marker))
             if found is not None:
                 logger.warning("found the note an earlier attempt posted", extra={"note_id": found.id})
-                recorded = ledger.record_note_id(account_id, session_id, writeback_id, found.id, now_iso())
-                state.update(note_id=recorded["note_id"], posted_at=recorded.get("note_posted_at"))
-                return state
-        ledger.update(account_id, session_id, writeback_id, {"post_attempted": True, "updated_at": now_iso()})
-        kind = NoteKind.resolution if state["kind"] == "resolve" else NoteKind.internal_analysis
-        note = _honouring_retry_after(
-            lambda: provider.post_note(ticket_id, with_marker(state["markdown"], marker), kind)
-        )
+                note_id = ledger.record_note_id(account_id, session_id, writeback_id, found.id, now_iso())["note_id"]
+        if note_id is None:
+            ledger.update(account_id, session_id, writeback_id, {"post_attempted": True, "updated_at": now_iso()})
+            note = _honouring_retry_after(lambda: provider.post_note(ticket_id, approved, kind))
+            note_id = ledger.record_note_id(account_id, session_id, writeback_id, note.id, now_iso())["note_id"]
+            metrics.add_metric(name="NotePosted", unit="Count", value=1)
+        else:
+            logger.info("reusing the note already on the ticket", extra={"note_id": note_id})
+        note_id, amended = _settle_note(provider, state, str(note_id), approved, kind, marker)
     finally:
         provider.close()
-    recorded = ledger.record_note_id(account_id, session_id, writeback_id, note.id, now_iso())
-    metrics.add_metric(name="NotePosted", unit="Count", value=1)
-    state.update(note_id=recorded["note_id"], posted_at=recorded.get("note_posted_at"))
+    values: dict[str, Any] = {"markdown": state["markdown"], "note_verified_at": now_iso(), "updated_at": now_iso()}
+    if amended:
+        values["note_amended"] = True
+        metrics.add_metric(name="NoteAmended", unit="Count", value=1)
+    recorded = ledger.update(account_id, session_id, writeback_id, values)
+    state.update(
+        note_id=note_id, posted_at=recorded.get("note_posted_at"), note_amended=bool(recorded.get("note_amended"))
+    )
     return state
+
+
+def _note_kind(state: State) -> NoteKind:
+    return NoteKind.resolution if state["kind"] == "resolve" else NoteKind.internal_analysis
+
+
+def _settle_note(
+    provider: PSAProvider, state: State, note_id: str, approved: str, kind: NoteKind, marker: str
+) -> tuple[str, bool]:
+    """Read the note back; repair its visibility and amend its text if either differs; read it back again.
+
+    Returns the note id (a new one only when the PSA lost the note) and whether the text was amended.
+    """
+    ticket_id = state["ticket"]["ticket_id"]
+    try:
+        note = _honouring_retry_after(lambda: provider.get_note(ticket_id, note_id))
+    except PSANoteNotFound:
+        return _replace_lost_note(provider, state, note_id, approved, kind, marker), False
+    text_ok = same_text(note.text, approved)
+    visible_ok = provider.visibility_matches(note, kind)
+    if text_ok and visible_ok:
+        return note.id, False
+    if not visible_ok:
+        metrics.add_metric(name="NoteVisibilityRepaired", unit="Count", value=1)
+        logger.error(
+            "the PSA shows the note with the wrong visibility; updating it",
+            extra={"note_id": note.id, "kind": str(kind), "customer_visible": note.customer_visible},
+        )
+    new_text = None if text_ok else approved
+    _honouring_retry_after(lambda: provider.update_note(ticket_id, note.id, kind=kind, text=new_text))
+    after = _honouring_retry_after(lambda: provider.get_note(ticket_id, note.id))
+    if not provider.visibility_matches(after, kind):
+        metrics.add_metric(name="NoteVisibilityMismatch", unit="Count", value=1)
+        raise _visibility_error(after, kind, ticket_id)
+    if not same_text(after.text, approved):
+        raise PSANoteNotAmended(
+            f"The PSA accepted the new text for note {after.id} on ticket {ticket_id} but still shows the "
+            "earlier text; the ticket was not changed further. Check the note in the PSA.",
+            details={"ticket_id": ticket_id, "note_id": after.id},
+        )
+    return after.id, not text_ok
+
+
+def _replace_lost_note(
+    provider: PSAProvider, state: State, lost_id: str, approved: str, kind: NoteKind, marker: str
+) -> str:
+    """The note on the ledger was deleted in the PSA: the ticket shows no note, so post it (once) again."""
+    account_id, session_id, writeback_id = _ids(state)
+    ticket_id = state["ticket"]["ticket_id"]
+    found = _honouring_retry_after(lambda: provider.find_note_by_marker(ticket_id, marker))
+    if found is not None and found.id == lost_id:
+        raise PSAError(
+            f"The PSA says note {lost_id} is not on ticket {ticket_id} but lists it there; nothing was posted.",
+            code="psa_bad_response",
+            details={"ticket_id": ticket_id, "note_id": lost_id},
+        )
+    if found is None:
+        logger.warning("the note on the ledger is gone from the ticket; posting it again", extra={"note_id": lost_id})
+        found = _honouring_retry_after(lambda: provider.post_note(ticket_id, approved, kind))
+        metrics.add_metric(name="NotePosted", unit="Count", value=1)
+    ledger.replace_note_id(account_id, session_id, writeback_id, lost_id, found.id, now_iso())
+    note_id = found.id
+    return _repair_visibility(provider, ticket_id, provider.get_note(ticket_id, note_id), kind).id
+
+
+def _guard_internal_notes(provider: PSAProvider, state: State) -> None:
+    """An internal note an earlier escalation left on the ticket must not be customer-visible when we post."""
+    for guarded in state.get("guard_internal_notes") or []:
+        _guard_internal_note(provider, guarded["ticket_id"], guarded["note_id"])
+
+
+def _guard_internal_note(provider: PSAProvider, ticket_id: str, note_id: str) -> None:
+    try:
+        note = _honouring_retry_after(lambda: provider.get_note(ticket_id, note_id))
+    except PSANoteNotFound:
+        return
+    _repair_visibility(provider, ticket_id, note, NoteKind.internal_analysis)
+
+
+def _repair_visibility(provider: PSAProvider, ticket_id: str, note: PostedNote, kind: NoteKind) -> PostedNote:
+    """The note as read, or, when its visibility is wrong, updated and read back; a 502 if it stays wrong."""
+    if provider.visibility_matches(note, kind):
+        return note
+    _honouring_retry_after(lambda: provider.update_note(ticket_id, note.id, kind=kind))
+    after = _honouring_retry_after(lambda: provider.get_note(ticket_id, note.id))
+    if not provider.visibility_matches(after, kind):
+        metrics.add_metric(name="NoteVisibilityMismatch", unit="Count", value=1)
+        raise _visibility_error(after, kind, ticket_id)
+    return after
+
+
+def _visibility_error(note: PostedNote, kind: NoteKind, ticket_id: str) -> PSANoteVisibilityMismatch:
+    shown = "customer-visible" if note.customer_visible else "internal-only"
+    needed = "customer-visible" if kind is NoteKind.resolution else "internal-only"
+    label = "resolution" if kind is NoteKind.resolution else "internal escalation"
+    return PSANoteVisibilityMismatch(
+        f"The PSA shows the {label} note {note.id} on ticket {ticket_id} as {shown}; it must be {needed}, and "
+        "updating the note did not change that. Fix the note's visibility in the PSA now; nothing more was sent.",
+        details={
+            "ticket_id": ticket_id,
+            "note_id": note.id,
+            "kind": str(kind),
+            "customer_visible": note.customer_visible,
+            "shown_flags": dict(note.flags),
+        },
+    )
 
 
 def transition(state: State) -> State:
@@ -216,7 +340,9 @@ def _close_session(state: State, *, local: bool) -> State:
         "finished_at": now,
         "updated_at": now,
     }
-    if not local:
+    if local:
+        values["markdown"] = state["markdown"]  # nothing external: what was asked is what was recorded
+    else:
         values["external_id"] = state.get("note_id")
         values["posted_at"] = state.get("posted_at")
     for key in ("verified_status_id", "verified_status_name", "status_transition_skipped_reason"):
@@ -229,6 +355,12 @@ def _close_session(state: State, *, local: bool) -> State:
         "last_writeback": _summary({**done, **values}),
         "updated_at": now,
     }
+    if state.get("ticket"):
+        # The ticket the note and status went to (the lock kept the session from being relinked meanwhile).
+        session_values["psa_ticket"] = {
+            "provider": state["ticket"]["provider"],
+            "ticket_id": state["ticket"]["ticket_id"],
+        }
     if state["kind"] == "resolve":
         session_values["resolution_summary"] = state.get("summary")
     else:
@@ -328,6 +460,7 @@ def record_failure(state: State) -> State:
             "note_id": entry.get("note_id"),
             "note_marker": entry.get("note_marker"),
             "ticket_id": state["ticket"]["ticket_id"] if state.get("ticket") else None,
+            "provider": state["ticket"]["provider"] if state.get("ticket") else None,
         }
     # The session first (lock released, the note kept for a resume), the ledger last: once the post endpoint
     # sees the failure, an immediate re-post finds the session free. Idempotent if this step runs twice.

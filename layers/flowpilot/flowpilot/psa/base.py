@@ -7,8 +7,8 @@ Nothing here knows a wire format; `connectwise.py` (and later Autotask/Halo) tra
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -49,11 +49,15 @@ class Ticket:
 
 @dataclass(frozen=True, slots=True)
 class PostedNote:
+    """A note as the PSA shows it (read back, never as we sent it)."""
+
     id: str
     ticket_id: str
     text: str
     customer_visible: bool
     internal_analysis: bool
+    # The provider's own visibility fields as read (ConnectWise: its three note flags), for loud errors.
+    flags: Mapping[str, bool] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,13 +165,28 @@ class PSAStatusVerificationError(PSAError, BadGateway):
 
 
 class PSANoteVisibilityMismatch(PSAError, BadGateway):
-    """The PSA stored a note with other visibility flags than we sent (e.g. an internal note made public).
+    """The PSA shows a note with other visibility than its kind needs (e.g. an internal note made public),
+    and updating the note did not fix it.
 
     The note exists: details carry its id so the caller can say so loudly and fix it by hand.
     """
 
     status = 502
     code = "psa_note_visibility_mismatch"
+
+
+class PSANoteNotAmended(PSAError, BadGateway):
+    """The PSA accepted an update of the note's text but still shows other text."""
+
+    status = 502
+    code = "psa_note_not_amended"
+
+
+class PSANoteNotFound(PSAError):
+    """A note we posted earlier is no longer on the ticket (deleted in the PSA)."""
+
+    status = 502
+    code = "psa_note_not_found"
 
 
 class PSAProvider(Protocol):
@@ -179,7 +198,21 @@ class PSAProvider(Protocol):
 
     def check_target_status(self, ticket: Ticket, status_id: int) -> BoardStatus: ...
 
-    def post_note(self, ticket_id: str, text: str, kind: NoteKind) -> PostedNote: ...
+    def post_note(self, ticket_id: str, text: str, kind: NoteKind) -> PostedNote:
+        """Create the note; returns it as the PSA answered, whatever visibility it was given."""
+        ...
+
+    def get_note(self, ticket_id: str, note_id: str) -> PostedNote:
+        """Read one note back; PSANoteNotFound when it is gone."""
+        ...
+
+    def update_note(self, ticket_id: str, note_id: str, *, kind: NoteKind, text: str | None = None) -> None:
+        """Set the note's visibility to what `kind` needs (and its text, when given), never notifying anyone."""
+        ...
+
+    def visibility_matches(self, note: PostedNote, kind: NoteKind) -> bool:
+        """Whether the note, as read, has exactly the visibility `kind` needs."""
+        ...
 
     def find_note_by_marker(self, ticket_id: str, marker: str) -> PostedNote | None: ...
 
@@ -208,6 +241,16 @@ def with_marker(text: str, marker: str) -> str:
     if contains_marker(text, marker):
         return text
     return f"{text.rstrip()}\n\n---\nFlowPilot {marker}"
+
+
+def same_text(shown: str, approved: str) -> bool:
+    """Whether the PSA shows the approved text, ignoring what PSAs normalise (line endings, trailing blanks)."""
+    return _normalised(shown) == _normalised(approved)
+
+
+def _normalised(text: str) -> str:
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).strip()
 
 
 def contains_marker(text: str, marker: str) -> bool:

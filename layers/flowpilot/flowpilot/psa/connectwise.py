@@ -26,7 +26,7 @@ from flowpilot.psa.base import (
     PostedNote,
     PSAAuthError,
     PSAError,
-    PSANoteVisibilityMismatch,
+    PSANoteNotFound,
     PSARateLimited,
     PSAStatusNotOnBoard,
     PSATicketNotFound,
@@ -62,6 +62,9 @@ _NOTE_FLAGS: dict[NoteKind, dict[str, bool]] = {
         "resolutionFlag": False,
     },
 }
+
+
+_VISIBILITY_FLAGS = ("detailDescriptionFlag", "resolutionFlag", "internalAnalysisFlag", "issueFlag")
 
 
 class _TTLCache[K: Hashable, V]:
@@ -218,25 +221,39 @@ class ConnectWiseProvider:
         label = str(kind).replace("_", " ")
         what = f"post the {label} note on ticket {tid}"
         resp = self._send("POST", f"/service/tickets/{tid}/notes", json_body=body, what=what, ticket_id=tid)
-        data = self._json_object(resp, what, write=True)
-        note = self._note_from(data, tid, write=True)
-        returned = {name: data.get(name) is True for name in flags}
-        leaked = kind == NoteKind.internal_analysis and note.customer_visible
-        if returned != flags or leaked:
-            visibility = "customer-visible" if note.customer_visible else "internal-only"
-            raise PSANoteVisibilityMismatch(
-                f"ConnectWise stored the {label} note {note.id} on ticket {tid} as {visibility} "
-                f"with other flags than we sent; check the note in ConnectWise now.",
-                details={
-                    "ticket_id": tid,
-                    "note_id": note.id,
-                    "kind": str(kind),
-                    "sent_flags": dict(flags),
-                    "returned_flags": returned,
-                    "customer_visible": note.customer_visible,
-                },
-            )
-        return note
+        return self._note_from(self._json_object(resp, what, write=True), tid, write=True)
+
+    def get_note(self, ticket_id: str, note_id: str) -> PostedNote:
+        tid, nid = _ticket_id(ticket_id), _note_id(note_id)
+        what = f"read note {nid} of ticket {tid}"
+        try:
+            resp = self._send("GET", f"/service/tickets/{tid}/notes/{nid}", what=what, ticket_id=tid)
+        except PSATicketNotFound as error:
+            # CW answers 404 for a deleted note as for a missing ticket; either way the note is not there.
+            raise PSANoteNotFound(
+                f"Note {nid} is no longer on ConnectWise ticket {tid}.",
+                details={"ticket_id": tid, "note_id": nid, **(error.details or {})},
+            ) from None
+        return self._note_from(self._json_object(resp, what), tid, write=False)
+
+    def update_note(self, ticket_id: str, note_id: str, *, kind: NoteKind, text: str | None = None) -> None:
+        tid, nid = _ticket_id(ticket_id), _note_id(note_id)
+        kind = NoteKind(kind)
+        ops: list[dict[str, Any]] = [
+            {"op": "replace", "path": name, "value": value} for name, value in _NOTE_FLAGS[kind].items()
+        ]
+        if text is not None:
+            ops.insert(0, {"op": "replace", "path": "text", "value": text})
+        # The note was announced when it was created; an update notifies nobody.
+        ops.append({"op": "replace", "path": "processNotifications", "value": False})
+        what = f"update note {nid} of ticket {tid}"
+        self._send("PATCH", f"/service/tickets/{tid}/notes/{nid}", json_body=ops, what=what, ticket_id=tid)
+
+    def visibility_matches(self, note: PostedNote, kind: NoteKind) -> bool:
+        # Exactly the flags we send for the kind; issueFlag (also customer-visible) must be off for internal notes.
+        wanted = _NOTE_FLAGS[NoteKind(kind)]
+        exact = all(note.flags.get(name) is value for name, value in wanted.items())
+        return exact and not (NoteKind(kind) is NoteKind.internal_analysis and note.customer_visible)
 
     def find_note_by_marker(self, ticket_id: str, marker: str) -> PostedNote | None:
         tid = _ticket_id(ticket_id)
@@ -347,12 +364,24 @@ class ConnectWiseProvider:
         params: Mapping[str, str] | None = None,
         json_body: object = None,
     ) -> httpx.Response:
+        from flowpilot.observability import timed_call  # here only because this method alone is being changed
+
         write = method != "GET"
         maybe = "; it may have been applied" if write else ""
+        # The operation is the path under the API root with ids as `{id}`: a bounded metric dimension.
+        path = httpx.URL(url).path
+        if "/apis/3.0/" in path:
+            path = path.split("/apis/3.0", 1)[1]
+        elif "/login/companyinfo/" in path:
+            path = "/login/companyinfo"  # the rest is the company id
+        operation = f"{method} " + re.sub(r"/\d+(?=/|$)", "/{id}", path)
         try:
-            return self._http.request(
-                method, url, params=params, json=json_body, headers=headers, timeout=self._timeout
-            )
+            with timed_call("PsaCallLatency", {"provider": "connectwise", "operation": operation}) as call:
+                resp = self._http.request(
+                    method, url, params=params, json=json_body, headers=headers, timeout=self._timeout
+                )
+                call["psa_status"] = resp.status_code
+            return resp
         except httpx.TimeoutException:
             # `from None`: httpx exceptions hold the request, and with it our Authorization header.
             raise PSATransientError(
@@ -510,6 +539,7 @@ class ConnectWiseProvider:
             # issueFlag also shows the note to the customer ("external", PSA-NOTES §1.3), so it counts too.
             customer_visible=any(data.get(f) is True for f in ("detailDescriptionFlag", "resolutionFlag", "issueFlag")),
             internal_analysis=data.get("internalAnalysisFlag") is True,
+            flags={name: data.get(name) is True for name in _VISIBILITY_FLAGS},
         )
 
 
@@ -523,6 +553,13 @@ def _ticket_id(ticket_id: str) -> str:
     if not _TICKET_ID.match(tid):
         raise PSATicketNotFound(f"{ticket_id!r} is not a ConnectWise ticket id.")
     return tid
+
+
+def _note_id(note_id: str) -> str:
+    nid = str(note_id).strip()
+    if not _TICKET_ID.match(nid):
+        raise PSANoteNotFound(f"{note_id!r} is not a ConnectWise note id.")
+    return nid
 
 
 def _status_by_id(statuses: list[BoardStatus], status_id: int) -> BoardStatus | None:

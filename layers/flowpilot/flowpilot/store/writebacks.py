@@ -29,24 +29,30 @@ def get(account_id: str, session_id: str, writeback_id: str) -> dict[str, Any] |
     return {k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}}
 
 
-def start(account_id: str, session_id: str, entry: dict[str, Any]) -> None:
+def start(account_id: str, session_id: str, entry: dict[str, Any], ticket: dict[str, str] | None) -> None:
     """Put the ledger entry and take the session's write-back lock in one transaction.
 
-    Raises ConditionFailed when the session is closed or already has a write-back running.
+    The lock is taken only while the session still links `ticket` (the one read before), so a relink that
+    lands between that read and the lock cannot send the note to one ticket and record another.
+    Raises ConditionFailed when the session is closed, already has a write-back running, or was relinked.
     """
     table = dynamo.sessions_table().name
     item = {**ledger_key(account_id, session_id, entry["writeback_id"]), **entry}
+    values: dict[str, Any] = {":wb": entry["writeback_id"], ":now": entry["created_at"], ":active": "active"}
+    if ticket is None:
+        same_ticket = "attribute_not_exists(psa_ticket.ticket_id)"
+    else:
+        same_ticket = "psa_ticket.ticket_id = :tid AND psa_ticket.provider = :provider"
+        values.update({":tid": ticket["ticket_id"], ":provider": ticket["provider"]})
     lock: dict[str, Any] = {
         "TableName": table,
         "Key": session_key(account_id, session_id),
         "UpdateExpression": "SET active_writeback_id = :wb, updated_at = :now",
-        "ConditionExpression": "attribute_exists(PK) AND #st = :active AND attribute_not_exists(active_writeback_id)",
+        "ConditionExpression": (
+            "attribute_exists(PK) AND #st = :active AND attribute_not_exists(active_writeback_id) AND " + same_ticket
+        ),
         "ExpressionAttributeNames": {"#st": "status"},
-        "ExpressionAttributeValues": {
-            ":wb": entry["writeback_id"],
-            ":now": entry["created_at"],
-            ":active": "active",
-        },
+        "ExpressionAttributeValues": values,
     }
     try:
         dynamo.client().transact_write_items(
@@ -99,6 +105,20 @@ def record_note_id(account_id: str, session_id: str, writeback_id: str, note_id:
         existing = get(account_id, session_id, writeback_id)
         assert existing is not None
         return existing
+
+
+def replace_note_id(
+    account_id: str, session_id: str, writeback_id: str, lost_id: str, note_id: str, now: str
+) -> dict[str, Any]:
+    """The PSA lost the recorded note (deleted by hand): record its replacement, only in place of `lost_id`."""
+    return update(
+        account_id,
+        session_id,
+        writeback_id,
+        {"note_id": note_id, "note_posted_at": now, "replaced_note_id": lost_id, "updated_at": now},
+        condition="note_id = :lost",
+        condition_values={":lost": lost_id},
+    )
 
 
 def finish_session(
