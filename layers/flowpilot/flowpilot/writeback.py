@@ -35,7 +35,8 @@ from flowpilot.store import executions
 from flowpilot.store import sessions as session_store
 from flowpilot.store import writebacks as ledger
 
-_POLL_FIRST, _POLL_MAX = 0.05, 0.5
+# The answer waits at most one interval after the write-back ends; each poll is one small read.
+POLL_INTERVAL_SECONDS = 0.1
 
 
 class WritebackAccepted(BaseModel):
@@ -252,24 +253,23 @@ def wait_for_result(
     caller: Caller, session_id: str, writeback_id: str, timeout: float
 ) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
     deadline = time.monotonic() + timeout
-    delay = _POLL_FIRST
     while True:
-        entry = ledger.get(caller.account_id, session_id, writeback_id)
-        assert entry is not None
-        if entry["state"] == "succeeded":
-            return _response(entry), 200
-        if entry["state"] == "failed" and entry.get("error"):
-            raise error_from_record(
-                {
-                    **entry["error"],
-                    "details": {**(entry["error"].get("details") or {}), "writeback_id": writeback_id},
-                }
-            )
+        if ledger.finished_state(caller.account_id, session_id, writeback_id) is not None:
+            entry = ledger.get(caller.account_id, session_id, writeback_id)
+            assert entry is not None
+            if entry["state"] == "succeeded":
+                return _response(entry), 200
+            if entry["state"] == "failed" and entry.get("error"):
+                raise error_from_record(
+                    {
+                        **entry["error"],
+                        "details": {**(entry["error"].get("details") or {}), "writeback_id": writeback_id},
+                    }
+                )
         if time.monotonic() >= deadline:
             url = f"/ai-sessions/{session_id}/writebacks/{writeback_id}"
             return WritebackAccepted(writeback_id=writeback_id, status_url=url), 202
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, _POLL_MAX)
+        time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def _response(entry: dict[str, Any]) -> ResolutionPostResponse:

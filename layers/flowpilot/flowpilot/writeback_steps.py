@@ -371,6 +371,7 @@ def _close_session(state: State, *, local: bool) -> State:
         account_id, session_id, writeback_id, session_values, remove=(f"pending_note_{state['kind']}",)
     )
     ledger.update(account_id, session_id, writeback_id, values)
+    ledger.mark_finished(account_id, session_id, writeback_id, "succeeded")
     metrics.add_metric(name="WritebackSucceeded", unit="Count", value=1)
     state.update(outcome=outcome.value, finished_at=now)
     return state
@@ -466,6 +467,7 @@ def record_failure(state: State) -> State:
     # sees the failure, an immediate re-post finds the session free. Idempotent if this step runs twice.
     ledger.finish_session(account_id, session_id, writeback_id, session_values)
     ledger.update(account_id, session_id, writeback_id, final)
+    ledger.mark_finished(account_id, session_id, writeback_id, "failed")
     metrics.add_metric(name="WritebackFailed", unit="Count", value=1)
     return state
 

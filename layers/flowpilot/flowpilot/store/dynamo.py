@@ -5,6 +5,7 @@ Sessions table keys (every partition key starts with the account, so no query ca
   evidence     PK=A#{account}#S#{session}  SK=EV#{evidence id}      (time-ordered ids)
   fix          PK=A#{account}#S#{session}  SK=FIX#{fix id}
   writeback    PK=A#{account}#S#{session}  SK=WB#{writeback id}
+  its end      PK=A#{account}#S#{session}  SK=WBEND#{writeback id}   (state only: what a waiting post polls)
   draft        PK=A#{account}#DRAFTS       SK=DT#{draft id}
   template     PK=A#{account}#TEMPLATES    SK=TPL#{template id}  (script templates)
   settings     PK=A#{account}              SK=SETTINGS

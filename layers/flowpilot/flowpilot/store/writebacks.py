@@ -18,6 +18,25 @@ def ledger_key(account_id: str, session_id: str, writeback_id: str) -> dict[str,
     return {"PK": dynamo.session_pk(account_id, session_id), "SK": f"WB#{writeback_id}"}
 
 
+def _finished_key(account_id: str, session_id: str, writeback_id: str) -> dict[str, str]:
+    return {"PK": dynamo.session_pk(account_id, session_id), "SK": f"WBEND#{writeback_id}"}
+
+
+def mark_finished(account_id: str, session_id: str, writeback_id: str, state: str) -> None:
+    """A tiny item that says the write-back ended, so a waiting post polls a few bytes, not the whole entry."""
+    dynamo.sessions_table().put_item(Item={**_finished_key(account_id, session_id, writeback_id), "state": state})
+
+
+def finished_state(account_id: str, session_id: str, writeback_id: str) -> str | None:
+    """`succeeded` or `failed` once the write-back has ended, else None (one small consistent read)."""
+    item = (
+        dynamo.sessions_table()
+        .get_item(Key=_finished_key(account_id, session_id, writeback_id), ConsistentRead=True)
+        .get("Item")
+    )
+    return str(item["state"]) if item else None
+
+
 def get(account_id: str, session_id: str, writeback_id: str) -> dict[str, Any] | None:
     item = (
         dynamo.sessions_table()
