@@ -282,3 +282,87 @@ def test_a_cut_off_private_key_is_still_caught() -> None:
     (finding,) = scan(text)
     assert finding.kind == "private_key"
     assert redact(text) == "[redacted private key]"
+
+
+# Credentials written in plain words (sentences, commands, Wi-Fi keys, tables) and split by invisible characters.
+
+ZWSP, SOFT_HYPHEN, BOM = "\u200b", "\u00ad", "\ufeff"
+
+
+def test_a_token_split_by_a_zero_width_space_is_found_at_its_place_in_the_original_text() -> None:
+    token = "gh" + "p_" + rand(36)
+    split = token[:10] + ZWSP + token[10:]
+    text = f"first line\n{BOM}build token {split} in the config"
+    (finding,) = scan(text)
+    assert (finding.kind, finding.line, finding.column) == ("github_token", 2, len(BOM + "build token ") + 1)
+    assert ZWSP not in finding.excerpt and token not in finding.excerpt
+    assert redact(text) == f"first line\n{BOM}build token [redacted github token] in the config"
+
+
+def test_invisible_characters_before_a_secret_count_in_its_column() -> None:
+    secret = "Sum" + "mer" + "2024!"
+    text = f"{SOFT_HYPHEN * 3}the pass{ZWSP}word is {secret}"
+    (finding,) = scan(text)
+    assert (finding.line, finding.column) == (1, text.index(secret) + 1)
+    assert finding.excerpt == "Su…"
+
+
+def test_an_aws_key_id_split_by_a_soft_hyphen_is_found_and_redacted_whole() -> None:
+    key = "AK" + "IA" + rand(16, UPPER + DIGITS)
+    text = f"key id {key[:4]}{SOFT_HYPHEN}{key[4:]} in the script"
+    assert [f.kind for f in scan(text)] == ["aws_access_key_id"]
+    assert redact(text) == "key id [redacted aws access key id] in the script"
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        (f"the password for the svc account is {(s := 'Bk!' + '2024svc')}", s),
+        (f"changed the local admin password to {(s := 'L0cal' + 'Adm#7')} on the kiosks", s),
+        (f"Reset bob to {(s := 'Welc' + 'ome1!')} in ADUC", s),
+        (f"temp pw: {(s := 'Temp' + '4321!')}", s),
+        (f"net user bob {(s := 'S3c' + 'ret!')} /add", s),
+        (f"WPA2 key is {(s := 'C0ffee' + '&Cake99')}", s),
+        (f"    Key Content            : {(s := 'Sunny' + 'Days2024')}", s),
+        (f"mysql -u root -p{(s := 'Db#' + 'Root2023')} -h db01", s),
+        (f"SMTP_PASS={(s := 'Relay' + '#2024')}", s),
+        (f"SIM PIN is {(s := '73' + '91')}", s),
+    ],
+)
+def test_credentials_in_plain_words_are_found_at_the_secret(line: str, secret: str) -> None:
+    findings = scan(line)
+    assert [(f.line, f.column) for f in findings] == [(1, line.index(secret) + 1)], findings
+    assert secret not in findings[0].excerpt
+
+
+def test_a_password_column_is_found_on_the_data_row_and_a_key_value_table_is_not() -> None:
+    secret = "Tr33" + "house!"
+    table = f"| User | Password |\n|---|---|\n| jsmith | {secret} |"
+    (finding,) = scan(table)
+    assert (finding.line, finding.column) == (3, table.splitlines()[2].index(secret) + 1)
+    settings = "| Key | Value |\n|---|---|\n| ServerName | Sql01Prod |\n| Timeout | 30s |"
+    assert scan(settings) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "`Password: value` is the form the scanner reads.",
+        "The PIN is 6 digits minimum per the Intune policy.",
+        "PIN: 2024-06-01 was when it was last reset",
+        "psql -U postgres -p 5432 -d crm",
+        "Password hash sync to Office365 is healthy.",
+        "Reset the switch to firmware 16.12.4",
+        "The network key type is WPA2-Personal.",
+    ],
+)
+def test_plain_word_lookalikes_have_no_findings(line: str) -> None:
+    assert scan(line) == []
+
+
+def test_a_dotted_run_is_scanned_in_one_pass() -> None:
+    """'a.a.a…' once made a prefix pattern retry at every dot (quadratic: 20 s); the key after it is still found."""
+    secret = "Win" + "ter2024!"
+    text = "a." * 9_000 + f"db.password={secret}"
+    (finding,) = scan(text)
+    assert finding.column == text.index(secret) + 1

@@ -4,11 +4,16 @@ It owns one list of detectors. `scan` reports what was found and where, with a m
 `redact` replaces each secret with a `[redacted <kind>]` marker. Detectors are tuned so ordinary
 troubleshooting prose ("reset the user's password in AD", KB numbers, GUIDs, error codes, paths,
 credential-free URLs) does not fire: a bare word like "password" is never enough, there must be an
-assignment, a known token format, or a command that takes a secret.
+assignment, a known token format, a command that takes a secret, a value stated in plain words ("the
+password is …", "reset bob to …", "WPA2 key: …") that looks like a password, or a table's password column.
+Invisible characters (zero-width spaces, soft hyphens, BOMs) are removed before matching, so a token split
+by one is still found; positions are mapped back, so line and column point into the original text.
+Every pattern is bounded, so a scan is linear in the text (tests/bench/scanner_corpus.py times it).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -107,8 +112,8 @@ def _pattern(kind: str, regex: str, *, check: Callable[[str], bool] | None = Non
 def _assignment(kind: str, keys: str, *, check: Callable[[str], bool], separators: str = "[=:]") -> _Detector:
     """`key = value`, `key: "value"`, `"key": 'value'` where key matches `keys`; quotes are not the secret."""
     regex = (
-        rf"""(?<![\w-])(?:{keys})["']?[ \t]*{separators}[ \t]*"""
-        r"""(?:"(?P<dq>[^"\n]{1,200})"|'(?P<sq>[^'\n]{1,200})'|(?P<bare>[^\s"',;&]{1,200}))"""
+        rf"""(?:{keys})["']?[ \t]*{separators}[ \t]*"""
+        r"""(?:"(?P<dq>[^"\n]{1,200})"|'(?P<sq>[^'\n]{1,200})'|(?P<bare>[^\s"',;&`]{1,200}))"""
     )
     compiled = re.compile(regex, re.IGNORECASE)
 
@@ -156,7 +161,332 @@ def _private_key(text: str) -> Iterator[_Span]:
 
 _TOKEN_END = r"(?![A-Za-z0-9_-])"
 _B64 = r"[A-Za-z0-9+/]"
-_PASSWORD_KEYS = r"[a-z0-9_.]*(?:password|passwd|passphrase)|pwd|pass"
+# A key is found by its last word ("...password", "DB_PASS"), never by a prefix run: `[a-z0-9_.]*password`
+# retried at every dot of "a.a.a…" is quadratic (20 s on 20,000 characters).
+_PASSWORD_KEYS = r"(?:(?<=[a-z0-9_.])|(?<![\w.-]))(?:password|passwd|passphrase)|(?:(?<=[_.])|(?<![\w.-]))(?:pwd|pass)"
+
+# --- credentials written in plain words: sentences, commands, Wi-Fi keys and tables ------------------------
+
+# What a secret is called in prose; the lookarounds keep it a whole word ("password-less", "bypass" are not).
+_SECRET_NOUN = (
+    r"(?<![\w-])(?:(?:wi-?fi|wlan|wpa[23]?(?:-psk)?|wep|wireless|network(?:[ ]security)?|pre-?shared)[ -]key"
+    r"|key[ ]content|passphrase|passcode|password|passwd|pwd|pw|p/w|pass|psk)(?![\w-])"
+)
+# Words between the noun and its value: "password [for the svc_backup account] is …"; no sentence end inside.
+_FILLER_WORD = r"""[^\s:=|,;!?()"\u201c\u201d]{0,39}[^\s:=|,;!?()"\u201c\u201d.]"""
+# What introduces the value: "is", "was changed to", ":", " - ", "->"; "to" alone is not enough ("sync to X").
+_LINK = (
+    r"(?:[ \t]*(?::|(?<![=!<>])=(?!=)|->|→|,[ \t]*(?:it|which|that)(?:'s|[ \t]+(?:is|was))\b|,"
+    r"|(?<=\s)[-\u2013\u2014](?=\s)"
+    r"|\b(?:is|was|are|were|will[ \t]+be|should[ \t]+be|has[ \t]+been"
+    r"|have[ \t]+been|had[ \t]+been|now|still|currently|temporarily"
+    r"|(?:changed|reset|set|updated|switched|rotated)[ \t]+(?:back[ \t]+)?to)\b)){1,4}"
+)
+# The value: quoted (may hold spaces) or one bare token.
+_VALUE = (
+    r"""[ \t]*(?:(?P<open>["'\u201c\u2018`])(?P<quoted>[^"'\u201d\u2019`\n]{1,100})["'\u201d\u2019`]"""
+    r"""|(?P<bare>[^\s"'\u201c\u201d\u2018\u2019`|][^\s"\u201c\u201d\u2018\u2019`|]{0,99}))"""
+)
+_CHANGE_VERB = r"\b(?:reset|resetting|changed?|changing|set|setting|updated?|updating|rotated?|rotating)\b"
+
+# Tokens that follow "password is"/"key:" in prose without being a secret: addresses, dates, versions and
+# standards (802.1X), sizes and durations, codes (0x…, KB…, AADSTS…), host and ticket names, cmdlets, URLs.
+_NOT_A_SECRET = re.compile(
+    r"""^(?:
+        [\d:./-]*[:./-][\d:./-]*                    # 10.0.0.5, 2024-06-01, 16.12.4, 8080:80, 09:14
+      | v?\d+(?:\.\d+)+[a-zA-Z]*                    # versions and standards: v1.2, 802.1X
+      | \d+(?:[.,]\d+)?[a-z%]{1,10}                 # 12GB, 90days, 14chars, 5GHz, 100%
+      | 0x[0-9a-f]+                                 # error codes
+      | [A-Z]+[-_]?\d+                              # KB5034441, AADSTS50126, INC0012345, DC01, PC-042
+      | \+[\d ()-]+                                 # phone numbers
+      | (?:WPA\d?|WEP|AES|TKIP|CCMP|SAE)(?:\W.*)?   # Wi-Fi security types: WPA2-Personal, WPA3-SAE
+      | (?:Get|Set|New|Remove|Add|Enable|Disable|Reset|Test|Invoke|Start|Stop|Restart|Update|Install|Import
+         |Export|Clear|Connect|Search|Read|Write|Unlock|Grant|Revoke|ConvertTo|ConvertFrom)-\w+
+      | [^@\s]+@[\w-]+(?:\.[\w-]+)+                 # e-mail addresses
+      | [A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}   # host names: sql01.contoso.local
+      | [a-z][a-z0-9+.-]*://.*                      # URLs
+      | [a-z_]+(?:\.[a-z_]+)+                       # code: self.private_key, config.db_password
+    )$""",
+    re.VERBOSE,
+)
+# Words, hyphenated words and phrases in ordinary case ("correct", "MFA-protected", "in vault").
+_WORDS = re.compile(r"^[A-Za-z]+(?:[-'\u2019. ]+[A-Za-z]+)*$")
+
+
+def _is_word_like(value: str) -> bool:
+    words = re.split(r"[-'\u2019. ]+", value)
+    return bool(_WORDS.match(value)) and all(w.islower() or w.isupper() or w.istitle() for w in words)
+
+
+def _stated_password(value: str) -> bool:
+    """Whether a value stated in prose ("the password is …") is a password, not a word, code, date or name."""
+    value = value.strip()
+    if not _looks_like_password(value, strict=True):
+        return False
+    return not _is_word_like(value) and not _NOT_A_SECRET.match(value)
+
+
+def _quoted_password(value: str) -> bool:
+    """A quoted value: as `_stated_password`, or a passphrase of three or more words ("correct horse battery")."""
+    return _stated_password(value) or (len(value.split()) >= 3 and len(value) >= 15 and _WORDS.match(value) is not None)
+
+
+def _value_span(match: re.Match[str]) -> tuple[int, int, str, bool] | None:
+    """(start, end, value, quoted) of the `_VALUE` in `match`; a bare value loses trailing sentence punctuation."""
+    if match.groupdict().get("quoted") is not None:
+        return match.start("quoted"), match.end("quoted"), match.group("quoted"), True
+    bare = match.group("bare")
+    value = bare.rstrip(".,;:)]}'\"")
+    if not value:
+        return None
+    return match.start("bare"), match.start("bare") + len(value), value, False
+
+
+def _stated(
+    kind: str,
+    regex: str,
+    *,
+    quoted_ok: Callable[[str], bool] = _quoted_password,
+    bare_ok: Callable[[str], bool] = _stated_password,
+    retry_group: str = "key",
+) -> _Detector:
+    """A detector for a value stated in prose: `regex` ends in `_VALUE`.
+
+    A rejected value does not end the search: it resumes after `retry_group`, so "password reset … the new
+    password is X" still reaches the second noun. Every pattern is bounded, so each resume costs O(1).
+    """
+    compiled = re.compile(regex, re.IGNORECASE)
+
+    def detect(text: str) -> Iterator[_Span]:
+        position = 0
+        while match := compiled.search(text, position):
+            found = _value_span(match)
+            if found and (quoted_ok if found[3] else bare_ok)(found[2]):
+                yield _Span(kind, found[0], found[1])
+                position = match.end()
+            else:
+                position = max(match.end(retry_group), match.start() + 1)
+
+    return detect
+
+
+def _strong_password(value: str) -> bool:
+    """For "reset bob to X", where nothing names a password: three of lower, upper, digit, symbol."""
+    classes = (
+        any(c.islower() for c in value),
+        any(c.isupper() for c in value),
+        any(c.isdigit() for c in value),
+        any(not c.isalnum() for c in value),
+    )
+    return _stated_password(value) and sum(classes) >= 3
+
+
+def _given_password(value: str) -> bool:
+    """A value a command or config field takes as a password (the field says so): only placeholders are not."""
+    value = value.strip("\"'")
+    return len(value) >= 4 and not _is_placeholder(value)
+
+
+def _only_with(hint: str, detector: _Detector) -> _Detector:
+    """`detector`, skipped on texts without `hint` (any case): most notes hold no command, and a skip is cheap."""
+
+    def detect(text: str) -> Iterator[_Span]:
+        if hint in text.lower():
+            yield from detector(text)
+
+    return detect
+
+
+_TABLE_SECRET_COLUMN = re.compile(
+    r"^(?:(?:new|temp|temporary|initial|default|current|old|admin|local admin|user|account|wi-?fi|wpa2?|vpn)[ ])?"
+    r"(?:password|passwd|pwd|pw|pass|passphrase|passcode|psk|pre-?shared key|wi-?fi key|secret)s?$",
+    re.IGNORECASE,
+)
+# A bare "Key" column holds secrets only in a Wi-Fi table (next to an SSID/network column), not "| Key | Value |".
+_TABLE_KEY_COLUMN = re.compile(r"^(?:key|network key|security key)$", re.IGNORECASE)
+_TABLE_WIFI_COLUMN = re.compile(r"^(?:ssid|network|network name|wi-?fi|wlan)$", re.IGNORECASE)
+# Only a row naming one of these can be a header: other rows are split into cells only under a header.
+_TABLE_HINT = re.compile(r"pass|pwd|pw|psk|secret|key", re.IGNORECASE)
+_TABLE_RULE = re.compile(r"^[\s|:-]*-[\s|:-]*$")
+
+
+def _table_cells(line: str, offset: int) -> list[tuple[str, int]]:
+    """The cells of a `|` table row: (stripped text, absolute offset of its first character)."""
+    pipes = [i for i, c in enumerate(line) if c == "|"]
+    bounds = [-1, *pipes, len(line)]
+    cells = []
+    for left, right in itertools.pairwise(bounds):
+        raw = line[left + 1 : right]
+        cells.append((raw.strip(), offset + left + 1 + (len(raw) - len(raw.lstrip()))))
+    if line.lstrip().startswith("|"):
+        cells = cells[1:]
+    if line.rstrip().endswith("|"):
+        cells = cells[:-1]
+    return cells
+
+
+def _table_password_column(text: str) -> Iterator[_Span]:
+    """Markdown tables: every data cell under a Password/Pwd/Passphrase/PSK column (or a Wi-Fi table's Key)."""
+    columns: list[int] = []
+    offset = 0
+    for line in text.split("\n"):
+        start, offset = offset, offset + len(line) + 1
+        if "|" not in line:
+            columns = []
+            continue
+        if _TABLE_RULE.match(line):
+            continue
+        cells = _table_cells(line, start) if columns or _TABLE_HINT.search(line) else []
+        names = [cell for cell, _ in cells]
+        header = [i for i, name in enumerate(names) if _TABLE_SECRET_COLUMN.match(name)]
+        if any(_TABLE_WIFI_COLUMN.match(name) for name in names):
+            header += [i for i, name in enumerate(names) if _TABLE_KEY_COLUMN.match(name)]
+        if header:
+            columns = header
+            continue
+        for i in columns:
+            if i < len(cells) and _stated_password(cells[i][0]):
+                yield _Span("password", cells[i][1], cells[i][1] + len(cells[i][0]))
+
+
+_PLAIN_WORDS_DETECTORS: tuple[_Detector, ...] = (
+    # "the password for bob is X", "WPA2 key: X", "pw - X", "password was changed to X"
+    _stated("password", rf"(?P<key>{_SECRET_NOUN})(?:[ \t]+{_FILLER_WORD}){{0,6}}?{_LINK}{_VALUE}"),
+    # "used password X", "temporary password X", "username admin and password X"
+    _stated(
+        "password",
+        r"\b(?:with|using|used|use|tried|entered|typed|and|temp|temporary|new|initial|default|one-time)"
+        rf"[ \t]+(?:[\w'\u2019]+[ \t]+){{0,2}}?(?P<key>{_SECRET_NOUN})[ \t]+{_VALUE}",
+    ),
+    # "reset jsmith's password to X", "changed the local admin password for FW01 to X"
+    _stated(
+        "password",
+        rf"{_CHANGE_VERB}[^\n.;]{{0,60}}?(?P<key>{_SECRET_NOUN})(?:[ \t]+(?:for|of|on)[ \t]+[^\n.;]{{1,50}}?)?"
+        rf"[ \t]+(?:back[ \t]+)?to\b{_VALUE}",
+    ),
+    # "reset bob to X": no noun names the password, so the value must look strong
+    _only_with(
+        "reset",
+        _stated(
+            "password",
+            r"\breset[ \t]+(?:user[ \t]+)?(?!(?:the|a|an|it|this|that|his|her|their|its|my|our|all|both|every)\b)"
+            rf"(?P<key>[\w\\.@'\u2019-]{{2,60}})(?:[ \t]+account)?[ \t]+to\b{_VALUE}",
+            bare_ok=_strong_password,
+            quoted_ok=_strong_password,
+        ),
+    ),
+    # "creds are svc_print / X", "login admin / X"
+    _stated(
+        "password",
+        r"(?<![\w/-])(?P<key>creds?|credentials|login|logon|log-?in|u/p|user/pass(?:word)?|username/password)"
+        r"(?![\w-])(?:[ \t]+(?:for|to|on|of)[ \t]+[^\n:=]{1,40}?)?(?:[ \t]*[:=]|[ \t]+(?:is|are|was|were))?"
+        rf"""[ \t]*[^\s/:"']{{1,60}}[ \t]*/{_VALUE}""",
+    ),
+    # "admin/X", "root / X": a well-known account name, so the value must look strong
+    _only_with(
+        "/",
+        _stated(
+            "password",
+            r"(?<![\w/-])(?P<key>admin|administrator|root|sa|manager|guest|support)[ \t]*/" + _VALUE,
+            bare_ok=_strong_password,
+            quoted_ok=_strong_password,
+        ),
+    ),
+    # "a temp password of X"
+    _only_with(
+        " of",
+        _stated("password", rf"(?P<key>{_SECRET_NOUN})[ \t]+of\b{_VALUE}"),
+    ),
+    # a list of fields: "SSID CAFE / key X", "user bob, pw X"
+    _stated("password", rf"[/,;(][ \t]*(?P<key>{_SECRET_NOUN}|key)[ \t]+{_VALUE}"),
+    # "SIM PIN is 7391", "door code: 4821"
+    _stated(
+        "pin",
+        r"(?<![\w-])(?P<key>pin|puk|passcode|alarm[ \t]+code|door[ \t]+code|keypad[ \t]+code)(?:[ \t]+(?:code|number))?"
+        r"(?:[ \t]+(?:for|on|of)[ \t]+[^\n:=]{1,40}?)?"
+        r"(?:[ \t]*[:=]|[ \t]+(?:is|was|is[ \t]+now|now[ \t]+is|(?:set|changed|reset)[ \t]+to))"
+        r"[ \t]*(?P<bare>\d{4,8})(?![\d.,:/-])"
+        r"(?![ \t]*(?:digits?|characters?|chars?|numbers?|minutes?|attempts?|tries))",
+        bare_ok=lambda _: True,
+    ),
+    # net user bob X /add
+    _only_with(
+        "net",
+        _stated(
+            "password",
+            rf"""\bnet[ \t]+user[ \t]+(?P<key>"[^"\n]{{1,60}}"|[^\s"/*]{{1,60}})(?=[ \t]+[^\s/*]){_VALUE}""",
+        ),
+    ),
+    # dsmod -pwd X, --password=X, -NewPassword X
+    _pattern(
+        "password",
+        r"(?i:(?<![\w-])--?(?:pwd|passwd|pass|password|new-?password)(?:[ \t]+|=))"
+        r"""["']?(?P<secret>[^\s"'($%][^\s"']{0,99})""",
+        check=_stated_password,
+    ),
+    # psexec -u user -p X; sshpass -p 'X'
+    _only_with(
+        "-p",
+        _pattern(
+            "password",
+            r"(?:(?<![\w-])-[uU][ \t]+\S{1,100}[ \t]+|\bsshpass[ \t]+)-p[ \t]*"
+            r"[\"']?(?P<secret>[^\s\"'-][^\s\"']{0,99})",
+            check=_stated_password,
+        ),
+    ),
+    # mysql -u root -pX
+    _only_with(
+        "mysql",
+        _pattern(
+            "password",
+            r"\b(?i:mysql)\w{0,10}\b[^\n|;]{0,120}?(?<![\w-])-p(?P<secret>[^\s\"'-][^\s]{0,99})",
+            check=_given_password,
+        ),
+    ),
+    # curl -u user:X, smbclient -U user%X
+    _only_with(
+        "-u",
+        _pattern(
+            "password",
+            r"""(?<![\w-])(?:-u|--user)[ \t]+["']?[^\s:"'/]{1,60}:(?P<secret>[^\s"']{1,100})""",
+            check=_given_password,
+        ),
+    ),
+    _only_with(
+        "%",
+        _pattern(
+            "password", r"""(?<![\w-])-U[ \t]+["']?[^\s%"']{1,60}%(?P<secret>[^\s"']{1,100})""", check=_given_password
+        ),
+    ),
+    # echo "user:X" | chpasswd; echo X | passwd --stdin user
+    _only_with(
+        "chpasswd",
+        _pattern(
+            "password",
+            r"""(?<![\w.-])[\w.-]{1,60}:(?P<secret>[^\s"':]{1,100})["']?[ \t]*\|[ \t]*(?:sudo[ \t]+)?chpasswd\b""",
+            check=_given_password,
+        ),
+    ),
+    _only_with(
+        "--stdin",
+        _pattern(
+            "password",
+            r"""\becho[ \t]+["']?(?P<secret>[^\s"'|]{1,100})["']?[ \t]*\|[ \t]*(?:sudo[ \t]+)?passwd[ \t]+--stdin\b""",
+            check=_given_password,
+        ),
+    ),
+    # xfreerdp /p:X
+    _only_with(
+        "/p:",
+        _pattern("password", r"(?<![\w/])/p:(?P<secret>[^\s\"']\S{0,99})", check=_given_password),
+    ),
+    # a Wi-Fi profile exported with `netsh wlan export profile key=clear`
+    _only_with(
+        "keymaterial",
+        _pattern("password", r"(?i:<keyMaterial>)(?P<secret>[^<\n]{1,100})(?i:</keyMaterial>)", check=_given_password),
+    ),
+    _only_with("|", _table_password_column),
+)
 
 # Most specific first: when two detectors claim overlapping text, the earlier one names it.
 _DETECTORS: tuple[_Detector, ...] = (
@@ -240,21 +570,55 @@ _DETECTORS: tuple[_Detector, ...] = (
     _assignment("password", _PASSWORD_KEYS, separators=":", check=lambda v: _looks_like_password(v, strict=True)),
     _assignment(
         "generic_secret",
-        r"[a-z0-9_.-]*(?:api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|"
+        r"(?:(?<=[a-z0-9_.-])|(?<![\w.-]))(?:api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|"
         r"client[_-]?secret|secret[_-]?key|secret|private[_-]?key)",
         check=_looks_random,
     ),
+    *_PLAIN_WORDS_DETECTORS,
 )
 
 
-def _spans(text: str) -> list[_Span]:
-    """Every secret once: overlapping claims go to the more specific (earlier) detector."""
+# Characters that do not show but split a token when pasted from chat, PDFs or web pages ("ghp_…\u200b…").
+_INVISIBLE = frozenset(
+    "\u00ad\u034f\u061c\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
+)
+_INVISIBLE_RE = re.compile(f"[{''.join(sorted(_INVISIBLE))}]")
+# Spaces that look like a space: matched as one (same length, so positions do not move).
+_ODD_SPACES = str.maketrans(
+    dict.fromkeys(
+        "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000", " "
+    )
+)
+
+
+def _normalised(text: str) -> tuple[str, list[int] | None]:
+    """`text` as the detectors see it, and each of its characters' index in `text` (None: same positions)."""
+    text = text.translate(_ODD_SPACES)
+    if not _INVISIBLE_RE.search(text):
+        return text, None
+    kept = [i for i, c in enumerate(text) if c not in _INVISIBLE]
+    return "".join(text[i] for i in kept), kept
+
+
+def _spans(text: str) -> list[tuple[_Span, str]]:
+    """Every secret once, in reading order, with its span in `text` and its value without invisible characters.
+
+    Overlapping claims go to the more specific (earlier) detector.
+    """
+    seen, kept = _normalised(text)
     accepted: list[_Span] = []
     for detector in _DETECTORS:
-        for span in detector(text):
+        for span in detector(seen):
             if all(span.end <= other.start or span.start >= other.end for other in accepted):
                 accepted.append(span)
-    return sorted(accepted, key=lambda span: span.start)
+    found = []
+    for span in sorted(accepted, key=lambda span: span.start):
+        secret = seen[span.start : span.end]
+        if kept is not None:
+            span = _Span(span.kind, kept[span.start], kept[span.end - 1] + 1)
+        found.append((span, secret))
+    return found
 
 
 def _mask(secret: str) -> str:
@@ -265,14 +629,14 @@ def _mask(secret: str) -> str:
 def scan(text: str) -> list[Finding]:
     """The secrets in `text`, in reading order: kind, 1-based line and column, masked excerpt."""
     findings = []
-    for span in _spans(text):
+    for span, secret in _spans(text):
         line_start = text.rfind("\n", 0, span.start) + 1
         findings.append(
             Finding(
                 kind=span.kind,
                 line=text.count("\n", 0, span.start) + 1,
                 column=span.start - line_start + 1,
-                excerpt=_mask(text[span.start : span.end]),
+                excerpt=_mask(secret),
             )
         )
     return findings
@@ -282,7 +646,7 @@ def redact(text: str) -> str:
     """`text` with every secret replaced by `[redacted <kind>]` (the surrounding words are kept)."""
     parts: list[str] = []
     position = 0
-    for span in _spans(text):
+    for span, _ in _spans(text):
         parts.append(text[position : span.start])
         parts.append(f"[redacted {span.kind.replace('_', ' ')}]")
         position = span.end
