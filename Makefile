@@ -11,15 +11,15 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 API_PORT ?= 3000
+MOTO_PORT ?= 3001
+export API_PORT MOTO_PORT
+N ?= 200
+SEED ?=
 
-.PHONY: help venv dev demo test lint typecheck unit sam openapi bench clean
+.PHONY: help venv dev demo invoke test lint typecheck unit tests sam openapi bench campaign clean
 
-help:
-	@echo "make dev    - run the local stack (moto + ConnectWise simulator + HTTP API on 127.0.0.1:$(API_PORT))"
-	@echo "make test   - ruff, mypy, pytest, sam validate --lint, sam build"
-	@echo "make demo   - drive the whole flow against a running 'make dev'"
-	@echo "make bench  - benchmarks (prints a table, writes bench-report.json)"
-	@echo "make openapi - regenerate docs/openapi.json"
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml layers/flowpilot/requirements.txt
 	@test -n "$(PYTHON)" || { echo "python3.13 not found (pyenv install 3.13.0)"; exit 1; }
@@ -27,37 +27,47 @@ $(STAMP): pyproject.toml layers/flowpilot/requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) ## create .venv (every target does it on first run)
 
-dev: $(STAMP)
-	$(BIN)/python -m devstack --port $(API_PORT)
+dev: $(STAMP) ## the local stack: HTTP API + console on 127.0.0.1:$API_PORT (3000), moto on $MOTO_PORT (3001)
+	$(BIN)/python -m devstack --port $(API_PORT) --moto-port $(MOTO_PORT)
 
-demo: $(STAMP)
+demo: $(STAMP) ## the whole flow against a running `make dev` (same API_PORT), as a transcript; rerunnable
 	$(BIN)/python -m devstack.demo --api http://127.0.0.1:$(API_PORT)
 
-lint: $(STAMP)
+invoke: $(STAMP) ## run a function on an event like `sam local invoke`: make invoke EVENT=events/x.json [FN=Id]
+	@test -n "$(EVENT)" || { echo "usage: make invoke EVENT=events/<file>.json [FN=SessionsFunction]"; exit 2; }
+	$(BIN)/python -m devstack.invoke $(if $(FN),--function $(FN)) $(EVENT)
+
+lint: $(STAMP) ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) ## mypy: the shared layer, devstack, each function
 	$(BIN)/mypy layers/flowpilot/flowpilot devstack
 	@# every function's module is called app.py, so each gets its own run
 	@for f in functions/*/app.py; do $(BIN)/mypy --no-error-summary $$f || exit 1; done
 
-unit: $(STAMP)
+unit: $(STAMP) ## unit tests only (tests/unit, seconds)
+	$(BIN)/pytest tests/unit
+
+tests: $(STAMP) ## every test: unit, integration (incl. the newcomer check), contract, campaign
 	$(BIN)/pytest
 
-sam: $(STAMP)
+sam: $(STAMP) ## sam validate --lint and sam build
 	$(BIN)/sam validate --lint
 	$(BIN)/sam build --parallel
 
-test: lint typecheck unit sam
+test: lint typecheck tests sam ## everything CI runs: lint, typecheck, all tests, sam
 
-openapi: $(STAMP)
+openapi: $(STAMP) ## regenerate docs/openapi.json
 	$(BIN)/python -m devstack.openapi > docs/openapi.json
 
-bench: $(STAMP)
+bench: $(STAMP) ## benchmarks: prints a table, writes bench-report.json
 	$(BIN)/python -m tests.bench
 
-clean:
+campaign: $(STAMP) ## the fault campaign alone: make campaign N=1000 [SEED=20260611]; prints its summary
+	FLOWPILOT_CAMPAIGN_SIZE=$(N) $(if $(SEED),FLOWPILOT_CAMPAIGN_SEED=$(SEED)) $(BIN)/pytest tests/campaign -s
+
+clean: ## remove .aws-sam and the virtualenv
 	rm -rf .aws-sam $(VENV)

@@ -1,13 +1,15 @@
 """API Gateway's part, in-process: match a route from template.yaml, build the v2 event, call the handler.
 
 The local HTTP server and the tests' API client both go through `call`, so both see exactly the routes
-of the template and the real `lambda_handler` of each function.
+of the template and the real `lambda_handler` of each function. `isolate_logger_keys` gives each thread
+its own Powertools Logger keys, as each Lambda invocation has in AWS.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,7 @@ class ApiResponse:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     text: str = ""
+    route: str | None = None  # the template's route key, e.g. "GET /ai-sessions/{session_id}"
 
     @property
     def body(self) -> Any:
@@ -27,6 +30,11 @@ class ApiResponse:
 
 
 _NOT_FOUND = json.dumps({"error": {"code": "route_not_found", "message": "No such route."}})
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods template.yaml routes for `path` (empty: no route has this path)."""
+    return sorted({route.method for route in template.routes() if route.pattern.match(path)})
 
 
 def call(
@@ -61,7 +69,9 @@ def call(
     if error_type is not None:
         # What API Gateway returns when the integration fails; the tests treat it as a defect.
         return ApiResponse(500, {"content-type": "application/json"}, json.dumps({"message": "Internal Server Error"}))
-    return _to_response(result)
+    response = _to_response(result)
+    response.route = route.route_key
+    return response
 
 
 def _invoke(logical_id: str, event: dict[str, Any]) -> tuple[Any, str | None]:
@@ -82,3 +92,42 @@ def _to_response(result: dict[str, Any]) -> ApiResponse:
     if result.get("isBase64Encoded"):
         text = base64.b64decode(text).decode()
     return ApiResponse(int(result.get("statusCode", 200)), headers, text)
+
+
+_thread_log_keys: ContextVar[dict[str, Any] | None] = ContextVar("flowpilot_local_log_keys", default=None)
+
+
+def isolate_logger_keys() -> None:
+    """Give every thread its own Powertools Logger keys (idempotent).
+
+    In AWS each invocation has its process to itself; here the writebacks API handler waits in one thread
+    while the state machine's steps run in another, and the Logger's keys (function_name, step, ...) live on
+    one shared formatter, so each handler's lines carried the other's keys. Threads start with an empty
+    context, so a ContextVar gives each request and each execution its own keys.
+    """
+    from flowpilot.observability import logger
+
+    formatter = logger.registered_formatter
+    if isinstance(formatter, _PerThreadKeys) or "log_format" not in vars(formatter):
+        return
+    initial = dict(vars(formatter).pop("log_format"))
+    formatter.__class__ = type(f"PerThread{type(formatter).__name__}", (_PerThreadKeys, type(formatter)), {})
+    formatter.initial_keys = initial
+
+
+class _PerThreadKeys:
+    """Put in front of the Logger formatter's class by `isolate_logger_keys`: `log_format` per thread."""
+
+    initial_keys: dict[str, Any]
+
+    @property
+    def log_format(self) -> dict[str, Any]:
+        keys = _thread_log_keys.get()
+        if keys is None:
+            keys = dict(self.initial_keys)
+            _thread_log_keys.set(keys)
+        return keys
+
+    @log_format.setter
+    def log_format(self, keys: dict[str, Any]) -> None:
+        _thread_log_keys.set(keys)
