@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+from abc import ABCMeta
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +55,7 @@ def call(
         # API Gateway answers unknown routes itself, before any function runs.
         return ApiResponse(404, {"content-type": "application/json"}, _NOT_FOUND)
     route, params = matched
+    isolate_router_state()
     event = http_event(
         method,
         path,
@@ -131,3 +134,32 @@ class _PerThreadKeys:
     @log_format.setter
     def log_format(self, keys: dict[str, Any]) -> None:
         _thread_log_keys.set(keys)
+
+
+_router_state = threading.local()
+
+
+def isolate_router_state() -> None:
+    """Give every thread its own Powertools resolver event and context (idempotent).
+
+    Powertools keeps the current event on the `BaseRouter` class (`BaseRouter.current_event = ...`), which is
+    safe in AWS, where an invocation has its process to itself, and wrong here, where concurrent requests run
+    as threads of one process: a request could read another's body. Both the class-level attribute (through
+    a metaclass property) and the instance-level one (through a class property) are backed by a thread-local.
+    """
+    from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+
+    if isinstance(BaseRouter, _PerThreadRouterMeta):
+        return
+    for name in ("current_event", "lambda_context"):
+        setattr(BaseRouter, name, _per_thread(name))
+    setattr(BaseRouter, "__class__", _PerThreadRouterMeta)  # noqa: B010 (mypy refuses the plain assignment)
+
+
+def _per_thread(name: str) -> property:
+    return property(lambda _: getattr(_router_state, name, None), lambda _, value: setattr(_router_state, name, value))
+
+
+class _PerThreadRouterMeta(ABCMeta):
+    current_event = _per_thread("current_event")
+    lambda_context = _per_thread("lambda_context")

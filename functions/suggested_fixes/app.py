@@ -31,8 +31,13 @@ def add_fix(session_id: SessionId, body: SessionSuggestedFixCreateRequest) -> tu
 
 
 @router.get("/ai-sessions/<session_id>/suggested-fixes", responses=responses(SessionSuggestedFixList, 404))
-def list_fixes(session_id: SessionId, include_superseded: Annotated[bool, Query()] = False) -> SessionSuggestedFixList:
-    return suggested_fixes.list_fixes(caller(), session_id, include_superseded)
+def list_fixes(
+    session_id: SessionId,
+    include_superseded: Annotated[bool, Query()] = False,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> SessionSuggestedFixList:
+    return suggested_fixes.list_fixes(caller(), session_id, include_superseded, limit, cursor)
 
 
 @router.post(

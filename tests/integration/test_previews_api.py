@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import boto3
 import httpx2
@@ -19,15 +25,17 @@ import pytest
 
 from devstack import aws
 from devstack.events import LambdaContext
-from flowpilot import previews, sessions
+from devstack.gateway import ApiResponse
+from flowpilot import clock, previews, sessions
 from flowpilot.config import settings
 from flowpilot.identity import Caller
-from flowpilot.models import EvidenceCreateRequest, EvidenceKind, PreviewKind, Session, SessionStatus
+from flowpilot.models import Evidence, EvidenceCreateRequest, EvidenceKind, PreviewKind, Session, SessionStatus
 from flowpilot.store import dynamo, preview_cache
 from flowpilot.store import sessions as session_store
 from flowpilot.store.sessions import put_new_session
-from flowpilot.writers import ESCALATION_HEADINGS
+from flowpilot.writers import ESCALATION_HEADINGS, OfflineWriter
 from flowpilot.writers.claude import DEFAULT_RETRY_AFTER_SECONDS, ClaudeWriter
+from flowpilot.writers.prompt import build_prompt, document_kinds
 from tests.conftest import Api
 from tests.leakcheck import register_secret
 
@@ -222,8 +230,8 @@ def test_miss_makes_exactly_one_model_call(api: Api, model: FakeMessagesApi, dyn
 
     assert response.status == 200, response.text
     assert len(model.requests) == 1
-    # session, cache (miss), evidence, cache put
-    assert dynamodb_requests == ["GetItem", "GetItem", "Query", "PutItem"]
+    # session, cache (miss), lease, evidence (newest first: one page), the preview in the lease's place
+    assert dynamodb_requests == ["GetItem", "GetItem", "PutItem", "Query", "PutItem"]
 
 
 def test_state_change_misses(api: Api, model: FakeMessagesApi) -> None:
@@ -534,16 +542,16 @@ def test_cache_hit_does_not_import_anthropic() -> None:
 def test_evidence_added_while_writing_stays_out_of_the_older_state(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     session = api.new_session()
     add_evidence(api, session["id"], "tried", "Restarted the router", "Still drops")
-    real_iter_evidence = session_store.iter_evidence
+    real_read = session_store.read_newest_evidence
 
-    def racing_iter_evidence(account_id: str, session_id: str) -> Iterator[Any]:
+    def racing_read(account_id: str, session_id: str, **kw: Any) -> session_store.NewestEvidence:
         # Another engineer adds evidence between the session read (version 2) and the evidence read.
-        monkeypatch.setattr(session_store, "iter_evidence", real_iter_evidence)
+        monkeypatch.setattr(session_store, "read_newest_evidence", real_read)
         request = EvidenceCreateRequest(kind=EvidenceKind.tried, text="Replaced the cable", result="Fixed")
         sessions.add_evidence(Caller("acct-a", "engineer-b"), session_id, request)
-        return real_iter_evidence(account_id, session_id)
+        return real_read(account_id, session_id, **kw)
 
-    monkeypatch.setattr(session_store, "iter_evidence", racing_iter_evidence)
+    monkeypatch.setattr(session_store, "read_newest_evidence", racing_read)
     raced = api.post(preview_path(session["id"], ESCALATION)).body
 
     assert raced["state_version"] == 2
@@ -643,3 +651,311 @@ def test_sample_event_drives_the_handler(api: Api, kind: str) -> None:
     assert result["statusCode"] == 200, result["body"]
     body = json.loads(result["body"])
     assert (body["kind"], body["from_cache"], body["writer"]) == (kind, False, "offline")
+
+
+# --- single flight: concurrent misses of one state make one model call ---
+
+CONCURRENT_PREVIEWS = 8
+
+
+@dataclass
+class WaitWatch:
+    """The previews' wait, observed: which requests are waiting for another one's writer."""
+
+    expected: int
+    waiting: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    all_waiting: threading.Event = field(default_factory=threading.Event)
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.waiting.add(threading.get_ident())
+            if len(self.waiting) >= self.expected:
+                self.all_waiting.set()
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def watch(monkeypatch: pytest.MonkeyPatch) -> WaitWatch:
+    """Every request but the writer waits; the wait is generous so a slow machine cannot end it early."""
+    watched = WaitWatch(expected=CONCURRENT_PREVIEWS - 1)
+    monkeypatch.setattr(previews, "waiting", previews.Waiting(budget_seconds=90.0, sleep=watched.sleep))
+    return watched
+
+
+def held_until(event: threading.Event, reply: Reply, released: list[bool]) -> Reply:
+    """A model answer that comes only once `event` is set (recording whether it was)."""
+
+    def hold(request: httpx2.Request) -> httpx2.Response:
+        released.append(event.wait(timeout=60))
+        return reply(request)
+
+    return hold
+
+
+def concurrently(api: Api, path: str) -> list[ApiResponse]:
+    with ThreadPoolExecutor(max_workers=CONCURRENT_PREVIEWS) as pool:
+        return list(pool.map(lambda _: api.post(path), range(CONCURRENT_PREVIEWS)))
+
+
+def test_concurrent_misses_of_one_state_make_one_model_call(api: Api, model: FakeMessagesApi, watch: WaitWatch) -> None:
+    session = api.new_session()
+    add_evidence(api, session["id"], "tried", "Updated the VPN client", "No drops since")
+    released: list[bool] = []
+    # The model answers only once the seven other requests are waiting for it.
+    model.then(held_until(watch.all_waiting, answer(200, message(RESOLUTION_TEXT)), released))
+
+    responses = concurrently(api, preview_path(session["id"], RESOLUTION))
+
+    assert released == [True], "the seven other requests never all waited for the writer"
+    assert [r.status for r in responses] == [200] * CONCURRENT_PREVIEWS, [r.text for r in responses]
+    assert len(model.requests) == 1
+    assert sorted(r.body["from_cache"] for r in responses) == [False] + [True] * (CONCURRENT_PREVIEWS - 1)
+    assert {r.body["markdown"] for r in responses} == {RESOLUTION_TEXT}
+    assert {r.body["state_version"] for r in responses} == {2}
+    stored = cache_item("acct-a", session["id"], RESOLUTION, 2)
+    assert stored is not None and stored["markdown"] == RESOLUTION_TEXT and "lease_holder" not in stored
+
+
+def test_a_failed_writer_hands_over_to_a_waiting_request(api: Api, model: FakeMessagesApi, watch: WaitWatch) -> None:
+    session = api.new_session()
+    released: list[bool] = []
+    model.then(held_until(watch.all_waiting, api_error(400, "invalid_request_error"), released))
+
+    responses = concurrently(api, preview_path(session["id"], ESCALATION))
+
+    assert released == [True]
+    assert sorted(r.status for r in responses) == [200] * (CONCURRENT_PREVIEWS - 1) + [502]
+    failed = next(r for r in responses if r.status == 502)
+    assert failed.body["error"]["code"] == "model_rejected_request"
+    # The lease came back at once: one waiting request wrote, the others waited for it.
+    assert len(model.requests) == 2
+    written = [r.body for r in responses if r.status == 200]
+    assert sorted(b["from_cache"] for b in written) == [False] + [True] * (CONCURRENT_PREVIEWS - 2)
+    assert {b["markdown"] for b in written} == {ESCALATION_TEXT}
+
+
+def test_a_failed_model_call_gives_the_lease_back(api: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session()
+    path = preview_path(session["id"], RESOLUTION)
+    model.then(api_error(400, "invalid_request_error"))
+
+    failed = api.post(path)
+
+    assert failed.status == 502, failed.text
+    assert cache_item("acct-a", session["id"], RESOLUTION, 1) is None, "the failed writer's lease was left behind"
+    retried = api.post(path)
+    assert retried.status == 200, retried.text
+    assert retried.body["from_cache"] is False
+    assert len(model.requests) == 2
+
+
+def test_a_crashed_writers_lease_expires_and_is_taken_over(api: Api, model: FakeMessagesApi) -> None:
+    session = api.new_session()
+    key = preview_cache.preview_key("acct-a", session["id"], PreviewKind.resolution_note, 1)
+    crashed = {**key, "account_id": "acct-a", "lease_holder": "crashed-container", "expires_at": int(time.time()) - 1}
+    dynamo.preview_cache_table().put_item(Item=crashed)
+
+    response = api.post(preview_path(session["id"], RESOLUTION))
+
+    assert response.status == 200, response.text
+    assert response.body["from_cache"] is False
+    assert len(model.requests) == 1
+    stored = cache_item("acct-a", session["id"], RESOLUTION, 1)
+    assert stored is not None and stored["markdown"] == RESOLUTION_TEXT and "lease_holder" not in stored
+
+
+@dataclass
+class FakeClock:
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_waiting_for_a_live_writer_ends_in_a_503_with_retry_after(
+    api: Api, model: FakeMessagesApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = api.new_session()
+    kind = PreviewKind.resolution_note
+    assert preview_cache.take_lease("acct-a", session["id"], kind, 1, holder="other-request", seconds=30)
+    clock = FakeClock()
+    monkeypatch.setattr(previews, "waiting", previews.Waiting(sleep=clock.sleep, clock=lambda: clock.now))
+
+    response = api.post(preview_path(session["id"], RESOLUTION))
+
+    assert response.status == 503, response.text
+    assert response.body["error"]["code"] == "preview_in_progress"
+    assert 1 <= int(response.headers["retry-after"]) <= 5
+    assert model.requests == []
+    budget = previews.Waiting().budget_seconds
+    assert budget < 30 and clock.now <= budget  # answered before API Gateway gives up
+    assert clock.sleeps[0] < 0.1 and max(clock.sleeps) <= 1.0 and len(clock.sleeps) > 10
+    lease = preview_cache.lookup("acct-a", session["id"], kind, 1)
+    assert isinstance(lease, preview_cache.WriterLease) and lease.holder == "other-request"
+
+
+# --- text hygiene: no control character reaches the model or a preview ---
+
+# What `flowpilot.text.clean` removes: C0 controls but newline and tab, DEL, C1 controls (ESC included).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+DIRTY_PROBLEM = "VPN\x00 drops every\x1b[2J 10 minutes\nSince Monday\x07"
+
+
+def add_dirty_evidence(api: Api, session_id: str) -> None:
+    add_evidence(api, session_id, "confirmed", "Adapter \x1b[31mIntel I219\x1b[0m resets\x00")
+    add_evidence(api, session_id, "tried", "Updated\x07 the driver\x7f", "Still\x00 drops \x1b]0;pwned\x07")
+    add_evidence(api, session_id, "hypothesis", "Power\x1b[5m saving\x1b[25m on the NIC")
+    add_evidence(api, session_id, "next_step", "Swap the \x9b1mdock\x9b0m")
+
+
+@pytest.mark.parametrize("kind", [RESOLUTION, ESCALATION])
+def test_control_characters_never_reach_an_offline_preview(api: Api, kind: str) -> None:
+    session = api.new_session(problem=DIRTY_PROBLEM)
+    add_dirty_evidence(api, session["id"])
+
+    body = api.post(preview_path(session["id"], kind)).body
+
+    assert body["writer"] == "offline"
+    assert not CONTROL_CHARACTERS.search(body["markdown"]), repr(body["markdown"])
+    assert "Adapter Intel I219 resets" in body["markdown"]
+    assert "Updated the driver — Result: Still drops" in body["markdown"]
+    assert "Swap the dock" in body["markdown"]
+    assert body["markdown"].count("\n") > 5
+    if kind == ESCALATION:
+        assert "> VPN drops every 10 minutes\n> Since Monday\n" in body["markdown"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "dirty", "clean"),
+    [
+        (
+            RESOLUTION,
+            "Fixed\x00 the \x1b[32mVPN\x1b[0m.\r\n\n## What we found\n- Old\x07 client\x7f\n",
+            "Fixed the VPN.\n\n## What we found\n- Old client\n",
+        ),
+        (
+            ESCALATION,
+            ESCALATION_TEXT.replace("VPN drops", "VPN\x1b[1m drops\x1b[0m\x00").replace("firewall", "fire\x08wall"),
+            ESCALATION_TEXT,
+        ),
+    ],
+    ids=["resolution", "escalation"],
+)
+def test_control_characters_never_reach_the_model_or_a_claude_preview(
+    api: Api, model: FakeMessagesApi, kind: str, dirty: str, clean: str
+) -> None:
+    session = api.new_session(problem=DIRTY_PROBLEM)
+    add_dirty_evidence(api, session["id"])
+    model.then(answer(200, message(dirty)))
+
+    body = api.post(preview_path(session["id"], kind)).body
+
+    assert body["markdown"] == clean
+    assert api.post(preview_path(session["id"], kind)).body["markdown"] == clean  # and so is the cached one
+    sent = model.bodies()[0]
+    texts = [sent["system"][0]["text"], *(block["text"] for block in sent["messages"][0]["content"])]
+    assert not any(CONTROL_CHARACTERS.search(text) for text in texts), texts
+    assert "Adapter Intel I219 resets" in texts[2]
+    assert "VPN drops every 10 minutes\nSince Monday" in texts[1]
+
+
+# --- bounded reads: a miss reads what the writers have room for, and counts the rest ---
+
+LARGE_SESSION = 5_000
+
+
+def seed_large_session(account_id: str, count: int) -> tuple[Session, list[Evidence]]:
+    """A session with `count` evidence items of every kind and very different sizes, written with the
+    store's own item layout and ids minted by `clock.new_id` one millisecond apart."""
+    rng = random.Random(13)
+    words = ["VPN", "tunnel", "dropped", "Event 4625", "LAPTOP-07", "reinstalled", "no change", "0x80070005"]
+    started = 1_767_000_000.0
+    ticks = iter(started + n / 1000 for n in range(count))
+    items: list[Evidence] = []
+    with mock.patch.object(clock, "time", SimpleNamespace(time=lambda: next(ticks))):
+        for n in range(count):
+            text = " ".join(rng.choice(words) for _ in range(rng.choice([2, 6, 15, 40])))
+            items.append(
+                Evidence(
+                    id=clock.new_id("ev"),
+                    session_id="ses_large",
+                    kind=rng.choice(list(EvidenceKind)),
+                    text=f"#{n} {text}",
+                    result=" ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
+                    if rng.random() < 0.6
+                    else None,
+                    created_by="engineer-a",
+                    created_at=f"2026-01-01T10:00:00.{n:06d}Z",
+                    state_version=n + 2,
+                )
+            )
+    session = Session(
+        id="ses_large",
+        title="VPN drops every 10 minutes",
+        problem="User reports VPN drops on Wi-Fi and LAN.",
+        status=SessionStatus.active,
+        state_version=count + 1,
+        created_by="engineer-a",
+        created_at="2026-01-01T09:00:00.000000Z",
+        updated_at="2026-01-01T11:00:00.000000Z",
+    )
+    put_new_session(account_id, session)
+    with dynamo.sessions_table().batch_writer() as batch:
+        for item in items:
+            batch.put_item(Item=session_store.evidence_item(account_id, item))
+    return session, items
+
+
+@dataclass
+class QueryLog:
+    """What each DynamoDB Query returned: items (a `Select=COUNT` query returns none, only a count)."""
+
+    items: list[int] = field(default_factory=list)
+    counted: list[int] = field(default_factory=list)
+
+    def record(self, parsed: dict[str, Any], **_: Any) -> None:
+        if "Items" in parsed:
+            self.items.append(len(parsed["Items"]))
+        else:
+            self.counted.append(int(parsed.get("Count", 0)))
+
+
+@pytest.mark.parametrize(
+    ("writer", "kind"),
+    [("claude", PreviewKind.resolution_note), ("offline", PreviewKind.escalation_package)],
+    ids=["claude-resolution", "offline-escalation"],
+)
+def test_a_miss_on_a_large_session_reads_what_the_writers_can_use_and_counts_the_rest(
+    api: Api, model: FakeMessagesApi, monkeypatch: pytest.MonkeyPatch, writer: str, kind: PreviewKind
+) -> None:
+    session, items = seed_large_session("acct-a", LARGE_SESSION)
+    if writer == "offline":
+        monkeypatch.setattr(previews, "writer_factory", OfflineWriter)
+    queries = QueryLog()
+    dynamo.client().meta.events.register("after-call.dynamodb.Query", queries.record)
+
+    response = api.post(preview_path(session.id, kind.value))
+
+    assert response.status == 200, response.text
+    # What every item would give: the same document, saying how many items it left out.
+    if writer == "claude":
+        expected = build_prompt(kind, session, items)
+        sent = [block["text"] for block in model.bodies()[-1]["messages"][0]["content"]]
+        assert sent == [expected.session_block, expected.evidence_block]
+        omitted, shown = expected.trimmed_evidence, sent[1]
+    else:
+        document = OfflineWriter().write(kind, session, items)
+        assert response.body["markdown"] == document.markdown
+        omitted, shown = document.trimmed_evidence, response.body["markdown"]
+    assert omitted > 0
+    assert f"({omitted} older items omitted)" in shown
+    read = sum(queries.items)
+    assert read <= LARGE_SESSION // 4, f"read {read} of {LARGE_SESSION} items"
+    assert len(queries.items) <= 4
+    # Only the document's kinds are read, and each of them is either read or counted (never returned).
+    relevant = sum(1 for item in items if item.kind in document_kinds(kind))
+    assert len(queries.counted) >= 1
+    assert read + sum(queries.counted) == relevant

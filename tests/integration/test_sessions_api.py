@@ -2,9 +2,91 @@
 
 from __future__ import annotations
 
-import pytest
+import importlib.util
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
 
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from devstack import template
+from devstack.events import LambdaContext, http_event
+from flowpilot.store import dynamo
+from flowpilot.store import sessions as session_store
 from tests.conftest import Api
+
+Request = tuple[str, str, str, dict[str, Any]]  # function, method, path, body
+
+
+def race(requests: list[Request]) -> tuple[list[dict[str, Any]], int]:
+    """Send `requests` at once, each through its function's real handler on its own thread, and hold every
+    first DynamoDB transaction until all have read what they need: a true race. Returns the Lambda results
+    in request order and how many transactions were sent in all (retries included).
+
+    Powertools keeps the current event on a class (a Lambda runs one request at a time), so threads start one
+    by one: the next once the previous has parsed its request and made its first DynamoDB call.
+    """
+    barrier = threading.Barrier(len(requests), timeout=60)
+    started = [threading.Event() for _ in requests]
+    mine = threading.local()
+    transactions: list[int] = []
+
+    def first_call(**_: Any) -> None:
+        if hasattr(mine, "index"):  # one of ours, not a background thread of the emulator
+            started[mine.index].set()
+
+    def hold_first_transaction(**_: Any) -> None:
+        if not hasattr(mine, "index"):
+            return
+        transactions.append(1)
+        if not getattr(mine, "held", False):
+            mine.held = True
+            barrier.wait()
+
+    # One container per request: its own copy of the function's module, router and resolver, as in Lambda.
+    handlers = [container(function, n) for n, (function, *_) in enumerate(requests)]
+    results: list[dict[str, Any]] = [{} for _ in requests]
+
+    def send(i: int) -> None:
+        mine.index = i
+        _, method, path, body = requests[i]
+        event = http_event(method, path, body=body, account_id="acct-a", user_id="engineer-a")
+        try:
+            results[i] = handlers[i](event, LambdaContext())
+        finally:
+            started[i].set()
+
+    events = dynamo.client().meta.events
+    events.register("before-call.dynamodb", first_call)
+    events.register("before-call.dynamodb.TransactWriteItems", hold_first_transaction)
+    try:
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+        for t, ready in zip(threads, started, strict=True):
+            t.start()
+            assert ready.wait(timeout=60)
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        events.unregister("before-call.dynamodb", first_call)
+        events.unregister("before-call.dynamodb.TransactWriteItems", hold_first_transaction)
+    return results, len(transactions)
+
+
+def container(logical_id: str, n: int) -> Callable[..., dict[str, Any]]:
+    """A fresh import of a function's handler module, like a separate Lambda container."""
+    function = template.functions()[logical_id]
+    module_file, entry = function.handler.rsplit(".", 1)
+    spec = importlib.util.spec_from_file_location(f"race_{logical_id}_{n}", function.code_dir / f"{module_file}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, entry)  # type: ignore[no-any-return]
+
+
+def evidence_request(session_id: str, text: str) -> Request:
+    return ("SessionsFunction", "POST", f"/ai-sessions/{session_id}/evidence", {"kind": "tried", "text": text})
 
 
 def test_create_and_get_session(api: Api) -> None:
@@ -151,3 +233,94 @@ def test_missing_identity_is_401(aws_env: dict) -> None:
     response = gateway.call("GET", "/ai-sessions")
     assert response.status == 401
     assert response.body["error"]["code"] == "unauthorized"
+
+
+# --- concurrent writers: state_version is bumped atomically, not compared (DESIGN §5) ---
+
+
+def test_twelve_concurrent_evidence_adds_all_land_and_move_the_version_by_twelve(api: Api) -> None:
+    sid = api.new_session()["id"]
+    texts = [f"Checked relay {n}" for n in range(12)]
+    results, transactions = race([evidence_request(sid, t) for t in texts])
+
+    assert [r["statusCode"] for r in results] == [201] * 12, [r["body"] for r in results if r["statusCode"] != 201]
+    assert transactions == 12  # nobody lost a compare and had to go again
+    session = api.get(f"/ai-sessions/{sid}").body
+    assert session["state_version"] == 13
+    stored = {e.text: e for e in session_store.iter_evidence("acct-a", sid)}
+    assert sorted(stored) == sorted(texts)
+    answered = {json.loads(r["body"])["text"]: json.loads(r["body"])["state_version"] for r in results}
+    # Each answer is a version read after its own write; stored versions never exceed it.
+    assert all(2 <= v <= 13 for v in answered.values()) and max(answered.values()) == 13
+    assert all(stored[t].state_version <= answered[t] for t in texts)
+    # A preview at the answered version (the current one) holds every piece of evidence.
+    preview = api.post(f"/ai-sessions/{sid}/escalation-package/preview").body
+    assert preview["state_version"] == 13
+    assert all(t in preview["markdown"] for t in texts)
+
+
+def test_a_transaction_dynamodb_cancels_for_a_conflict_is_sent_again(api: Api) -> None:
+    sid = api.new_session()["id"]
+    cancelled: list[int] = []
+
+    def conflict_once(**_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        # What DynamoDB answers when another transaction holds the session item at that moment.
+        if cancelled:
+            return None
+        cancelled.append(1)
+        body = {
+            "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+            "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}],
+        }
+        return AWSResponse("https://dynamodb", 400, {}, None), body
+
+    events = dynamo.client().meta.events
+    events.register_first("before-call.dynamodb.TransactWriteItems", conflict_once)
+    try:
+        response = api.post(f"/ai-sessions/{sid}/evidence", {"kind": "tried", "text": "Swapped the cable"})
+    finally:
+        events.unregister("before-call.dynamodb.TransactWriteItems", conflict_once)
+    assert cancelled == [1]
+    assert response.status == 201, response.text
+    assert response.body["state_version"] == 2
+    assert [e.text for e in session_store.iter_evidence("acct-a", sid)] == ["Swapped the cable"]
+
+
+def test_evidence_for_a_session_closed_meanwhile_is_refused(api: Api) -> None:
+    sid = api.new_session()["id"]
+    session_store.update_session(
+        "acct-a", sid, set_values={"status": "escalated"}, condition="attribute_exists(PK)", values={}
+    )
+    response = api.post(f"/ai-sessions/{sid}/evidence", {"kind": "tried", "text": "late"})
+    assert response.status == 409
+    assert response.body["error"]["code"] == "session_already_closed"
+    assert list(session_store.iter_evidence("acct-a", sid)) == []
+
+
+def test_the_version_bump_never_creates_a_session(aws_env: dict[str, str]) -> None:
+    # An ADD on a missing item would create it; the bump's condition refuses instead.
+    with pytest.raises(session_store.ConditionFailed):
+        session_store.put_with_version_bump("acct-a", "ses_nothere", "2025-01-01T00:00:00.000000Z", [])
+    assert session_store.get_session_item("acct-a", "ses_nothere") is None
+
+
+def test_concurrent_requests_through_the_gateway_each_keep_their_own_body(api: Api) -> None:
+    """The local stack runs requests as threads of one process; each must see its own event, as in Lambda."""
+    sid = api.new_session()["id"]
+    texts = [f"Swapped cable {n}" for n in range(16)]
+    gate = threading.Barrier(len(texts), timeout=60)
+    answers: dict[str, Any] = {}
+
+    def add(text: str) -> None:
+        gate.wait()
+        answers[text] = api.post(f"/ai-sessions/{sid}/evidence", {"kind": "tried", "text": text})
+
+    threads = [threading.Thread(target=add, args=(t,)) for t in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(answers) == sorted(texts)
+    assert {t: r.status for t, r in answers.items()} == dict.fromkeys(texts, 201)
+    assert all(r.body["text"] == t for t, r in answers.items())
+    assert sorted(e.text for e in session_store.iter_evidence("acct-a", sid)) == sorted(texts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,13 +14,13 @@ import pytest
 
 from devstack import aws, sample_events, template
 from devstack.events import LambdaContext, http_event
-from flowpilot.api import handler_for
 from flowpilot.config import settings
 from flowpilot.models import ScriptTemplate, Session, SessionStatus
 from flowpilot.observability import SERVICE
 from flowpilot.store import sessions as session_store
 from flowpilot.store import suggested_fixes as fix_store
 from tests.conftest import Api
+from tests.integration.test_sessions_api import evidence_request, race
 
 CONTRACT_FIELDS = {
     "id",
@@ -480,43 +479,12 @@ def test_closed_session_accepts_no_fix_and_no_decision(api: Api) -> None:
     assert api.get(fixes_path(sid)).status == 200  # still readable
 
 
-def test_two_concurrent_decisions_exactly_one_wins(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_concurrent_decisions_exactly_one_wins(api: Api) -> None:
     sid = api.new_session()["id"]
     fix = add_fix(api, sid)
-    # Both requests read the undecided fix before either writes: a true race, decided by the conditional write.
-    barrier = threading.Barrier(2, timeout=10)
-    first_write = threading.local()
-    real_write = session_store.put_with_version_bump
-
-    def write_after_both_read(*args: Any, **kw: Any) -> None:
-        if not getattr(first_write, "done", False):
-            first_write.done = True
-            barrier.wait()
-        real_write(*args, **kw)
-
-    monkeypatch.setattr(session_store, "put_with_version_bump", write_after_both_read)
-    module = aws.load_function_module("SuggestedFixesFunction")
-    # Each extra resolver re-points the shared router at itself; put the function's own back afterwards.
-    monkeypatch.setattr(module.router, "api_resolver", getattr(module.router, "api_resolver", None))
-    results: list[dict[str, Any]] = []
-
-    def post() -> None:
-        # One resolver per thread: Lambda never runs two requests in one resolver at once.
-        handler = handler_for(module.router)
-        event = http_event(
-            "POST",
-            decision_path(sid, fix["id"]),
-            body={"decision": "one_off"},
-            account_id="acct-a",
-            user_id="engineer-a",
-        )
-        results.append(handler(event, LambdaContext()))
-
-    threads = [threading.Thread(target=post) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    # Both requests read the undecided fix before either writes: a true race, decided by the fix's condition.
+    path = decision_path(sid, fix["id"])
+    results, _ = race([("SuggestedFixesFunction", "POST", path, {"decision": d}) for d in ("one_off", "dismissed")])
     assert sorted(r["statusCode"] for r in results) == [200, 409]
     loser = next(json.loads(r["body"]) for r in results if r["statusCode"] == 409)
     assert loser["error"]["code"] == "fix_already_decided"
@@ -735,3 +703,328 @@ def test_sample_events_of_these_routes_run_against_a_seeded_session(api: Api) ->
     status, refused = run("POST /ai-sessions/{session_id}/suggested-fixes/{fix_id}/decision")
     assert (status, refused["error"]["code"]) == (404, "fix_not_found")  # the sample's fix id is not this one
     assert run("GET /draft-templates") == (200, {"items": [], "next_cursor": None})
+
+
+# --- the seed's decision shape (DESIGN §3): id, user_decision, rendered_script, redirect_path at the top ---
+
+
+@pytest.mark.parametrize("decision", ["one_off", "draft_template", "build_template", "dismissed"])
+def test_decision_response_has_the_seed_fields_at_the_top_level(api: Api, decision: str) -> None:
+    sid = api.new_session()["id"]
+    fix = add_fix(api, sid)
+    result = decide(api, sid, fix["id"], decision)
+
+    assert {"id", "user_decision", "rendered_script", "redirect_path"} <= set(result)
+    assert result["id"] == fix["id"] == result["fix"]["id"]
+    assert result["user_decision"] == decision == result["fix"]["user_decision"]
+    rendered = decision in ("one_off", "draft_template")
+    assert (result["rendered_script"] is not None) is rendered
+    assert (result["redirect_path"] is not None) is (decision == "build_template")
+    # The additive fields stay beside them.
+    assert result["state_version"] == 3 and result["decision"] == decision
+    assert (result["draft_template_id"] is not None) is (decision == "draft_template")
+
+
+# --- bounded responses: every one under Lambda's 6 MB by construction ---
+
+LAMBDA_LIMIT = 6 * 1024 * 1024
+
+
+def lambda_payload(method: str, path: str, *, body: Any = None, query: dict[str, str] | None = None) -> Any:
+    """The raw Lambda result and its size as the runtime serialises it, through the real handler."""
+    event = http_event(method, path, body=body, query=query, account_id="acct-a", user_id="engineer-a")
+    result = aws.handler("SuggestedFixesFunction")(event, LambdaContext())
+    return result, len(json.dumps(result))
+
+
+def schema_max(model: Any, field: str) -> int:
+    """A field's maxLength (or maxItems / maxProperties) from the model's JSON schema."""
+    prop = model.model_json_schema()["properties"][field]
+    for option in [prop, *prop.get("anyOf", [])]:
+        for key in ("maxLength", "maxItems", "maxProperties"):
+            if key in option:
+                return int(option[key])
+    raise AssertionError(f"{model.__name__}.{field} has no bound")
+
+
+def test_the_response_bounds_hold_by_construction() -> None:
+    from flowpilot import suggested_fixes as domain
+    from flowpilot.models import SessionSuggestedFixCreateRequest as Create
+    from flowpilot.models import SessionSuggestedFixResponse as Fix
+
+    # The worst character: nothing costs more payload bytes than an astral one (14).
+    samples = ["a", '"', "\\", "\n", "\x01", "\x7f", "é", "\u2028", "\uffff", "😀", "\U0010ffff"]
+    per_char = {c: domain.payload_bytes(Fix.model_validate({**BIG_FIX, "title": c * 10})) for c in samples}
+    base = domain.payload_bytes(Fix.model_validate({**BIG_FIX, "title": ""}))
+    assert max((size - base) / 10 for size in per_char.values()) == domain.MAX_PAYLOAD_BYTES_PER_CHAR
+
+    # A fix the create request's limits allow can be far larger than a response may carry ...
+    params = schema_max(Create, "ai_drafted_parameters")
+    value = 4_000  # ParameterValue's max_length
+    allowed_chars = (
+        schema_max(Create, "title") + schema_max(Create, "description") + schema_max(Create, "ai_drafted_script")
+    ) + params * (64 + value)
+    assert allowed_chars * domain.MAX_PAYLOAD_BYTES_PER_CHAR > LAMBDA_LIMIT // 2
+    # ... so a fix is refused above MAX_FIX_BYTES (see the test below), and every response is bounded by it:
+    # a page stops before PAGE_BUDGET_BYTES (and always fits one fix), the add returns one fix, the decision
+    # one fix and a rendered script of bounded length.
+    assert domain.MAX_FIX_BYTES <= domain.PAGE_BUDGET_BYTES
+    assert domain.PAGE_BUDGET_BYTES + domain.ENVELOPE_BYTES < LAMBDA_LIMIT
+    assert domain.MAX_FIX_BYTES + domain.ENVELOPE_BYTES < LAMBDA_LIMIT
+    rendered = domain.MAX_RENDERED_SCRIPT_CHARS * domain.MAX_PAYLOAD_BYTES_PER_CHAR
+    assert domain.MAX_FIX_BYTES + rendered + domain.ENVELOPE_BYTES < LAMBDA_LIMIT  # a decision
+    # Payload bytes are never fewer than UTF-8 bytes, so a stored fix (plus keys) fits DynamoDB's 400 KB item.
+    assert all(
+        domain.payload_bytes(Fix.model_validate({**BIG_FIX, "title": c})) - base >= len(c.encode()) for c in samples
+    )
+    assert domain.MAX_FIX_BYTES + 1_000 < 400 * 1024
+    # A draft holds at most a script body, a description and a name, plus names found in the body.
+    body = schema_max(Create, "ai_drafted_script")
+    worst_draft = (body + schema_max(Create, "description") + schema_max(Create, "title")) * 14 + 2 * 2 * body
+    assert worst_draft <= domain.PAGE_BUDGET_BYTES
+
+
+BIG_FIX: dict[str, Any] = {
+    "id": "fix_x",
+    "session_id": "ses_x",
+    "title": "t",
+    "description": "",
+    "confidence_pct": 1,
+    "script_language": "powershell",
+    "created_by": "e",
+    "created_at": "2025-01-01T00:00:00.000000Z",
+}
+
+
+def test_a_fix_too_large_for_a_response_is_refused_not_stored(api: Api) -> None:
+    sid = api.new_session()["id"]
+    # Within every field limit of the request, but 50 values of 4000 astral characters: ~2.8 MB of payload.
+    response = api.post(
+        fixes_path(sid),
+        {
+            "title": "Huge",
+            "confidence_pct": 5,
+            "ai_drafted_script": "Get-Item {{p0}}",
+            "ai_drafted_parameters": {f"p{i}": "😀" * 4_000 for i in range(50)},
+        },
+    )
+    assert response.status == 422, response.text
+    assert response.body["error"]["code"] == "fix_too_large"
+    assert response.body["error"]["details"]["max_bytes"] == 380_000
+    assert api.get(fixes_path(sid)).body["items"] == []
+    assert state_version(api, sid) == 1
+
+
+def test_the_largest_fix_fits_every_response_it_appears_in(api: Api) -> None:
+    from flowpilot import suggested_fixes as domain
+
+    sid = api.new_session()["id"]
+    # Close to the limit: a 50,000-character script full of quotes and backslashes, long parameter values.
+    script = ('Copy-Item -Path "C:\\\\share\\\\a.txt" -Destination D:\\\\\n' * 1_200)[:49_980] + "\nGet-Item {{p0}}"
+    fix = add_fix(api, sid, ai_drafted_script=script, ai_drafted_parameters={f"p{i}": "é" * 3_000 for i in range(10)})
+    result, size = lambda_payload("POST", decision_path(sid, fix["id"]), body={"decision": "one_off"})
+    assert result["statusCode"] == 200, result["body"]
+    assert size < LAMBDA_LIMIT
+    decided = domain.SessionSuggestedFixResponse.model_validate(json.loads(result["body"])["fix"])
+    assert 200_000 < domain.payload_bytes(decided) <= domain.MAX_FIX_BYTES
+    listed, size = lambda_payload("GET", fixes_path(sid))
+    assert json.loads(listed["body"])["items"][0]["id"] == fix["id"]
+    assert size <= domain.payload_bytes(decided) + domain.ENVELOPE_BYTES  # the measure bounds the real payload
+
+
+def test_a_render_too_long_for_a_response_is_refused(api: Api) -> None:
+    sid = api.new_session()["id"]
+    # 2,000 uses of a 4,000-character value: an 8 MB script from a 12 KB body.
+    fix = add_fix(api, sid, ai_drafted_script="Set-X {{v}}\n" * 2_000, ai_drafted_parameters={"v": "v" * 4_000})
+    body = decide(api, sid, fix["id"], "one_off", expect=422)
+    assert body["error"]["code"] == "rendered_script_too_large"
+    assert body["error"]["details"]["characters"] > 8_000_000
+    assert fix_store.get_fix("acct-a", sid, fix["id"]).user_decision is None  # type: ignore[union-attr]
+
+
+class DynamoReads:
+    """Counts the items DynamoDB reads (GetItem: 1 when found; Query: ScannedCount) via a botocore hook."""
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.calls: list[str] = []
+        self.events = fix_store.dynamo.client().meta.events
+
+    def __enter__(self) -> DynamoReads:
+        self.events.register("after-call.dynamodb", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.events.unregister("after-call.dynamodb", self._count)
+
+    def _count(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+        if model.name == "GetItem":
+            self.items += 1 if "Item" in parsed else 0
+        elif model.name in ("Query", "Scan"):
+            self.items += int(parsed.get("ScannedCount", 0))
+
+
+def test_130_large_fixes_page_under_6_mb_each_once_and_adds_read_a_bounded_number(api: Api) -> None:
+    from flowpilot import suggested_fixes as domain
+
+    sid = api.new_session()["id"]
+    # ~63 KB of payload per fix (quotes and newlines cost extra): 130 of them were one 8 MB response.
+    script = ('Write-Output "step done:" {{n}}\n' * 1_700)[:49_000]
+    reads = []
+    ids = []
+    for n in range(130):
+        with DynamoReads() as counter:
+            ids.append(
+                add_fix(api, sid, title=f"Fix {n}", ai_drafted_script=script, ai_drafted_parameters={"n": str(n)})["id"]
+            )
+        reads.append(counter.items)
+    # The session (before and after the write) and nothing else: no fix is re-read to add one.
+    assert max(reads) <= 2, reads
+    # Current first, then the superseded ones newest first (ids are time-ordered).
+    expected = [ids[-1], *sorted(ids[:-1], reverse=True)]
+
+    # Default listing: the current (undecided) fix only.
+    current, size = lambda_payload("GET", fixes_path(sid))
+    assert [f["id"] for f in json.loads(current["body"])["items"]] == [ids[-1]]
+
+    for limit in ("25", "100"):
+        seen: list[str] = []
+        sizes: list[int] = []
+        cursor = None
+        while True:
+            query = {"include_superseded": "true", "limit": limit} | ({"cursor": cursor} if cursor else {})
+            page, size = lambda_payload("GET", fixes_path(sid), query=query)
+            assert page["statusCode"] == 200, page["body"]
+            body = json.loads(page["body"])
+            assert 0 < len(body["items"]) <= int(limit)
+            seen += [f["id"] for f in body["items"]]
+            sizes.append(size)
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        assert seen == expected and len(set(seen)) == 130  # each exactly once, current first
+        assert max(sizes) < domain.PAGE_BUDGET_BYTES + domain.ENVELOPE_BYTES < LAMBDA_LIMIT
+        if limit == "100":
+            assert len(sizes) == 2 and sizes[0] > 4_000_000  # the byte budget, not the count, ended page one
+
+
+# --- concurrent writers (DESIGN §5): evidence and decisions never collide; one undecided fix at a time ---
+
+
+def test_evidence_adds_racing_a_decision_all_land(api: Api) -> None:
+    # Only one fix of a session is undecided at a time, so the decision races evidence adds, not other decisions.
+    sid = api.new_session()["id"]
+    fix = add_fix(api, sid)
+    texts = [f"Pinged gateway {n}" for n in range(6)]
+    decision = ("SuggestedFixesFunction", "POST", decision_path(sid, fix["id"]), {"decision": "one_off"})
+    results, transactions = race([decision, *(evidence_request(sid, t) for t in texts)])
+
+    assert [r["statusCode"] for r in results] == [200] + [201] * 6, [r["body"] for r in results]
+    assert transactions == 7
+    assert state_version(api, sid) == 2 + 7
+    decided = json.loads(results[0]["body"])
+    assert decided["user_decision"] == "one_off" and decided["rendered_script"]
+    assert 3 <= decided["state_version"] <= 9
+    got = sorted(e.text for e in evidence("acct-a", sid))
+    assert got == sorted([*texts, f"Ran suggested fix: {fix['title']}"]), got
+
+
+def test_two_fixes_added_at_once_leave_exactly_one_undecided(api: Api) -> None:
+    sid = api.new_session()["id"]
+    add_fix(api, sid, title="Before")
+    body = {"title": "Racing", "confidence_pct": 50, "ai_drafted_script": "Get-Date"}
+    add = ("SuggestedFixesFunction", "POST", fixes_path(sid), body)
+    results, transactions = race([add, add, evidence_request(sid, "Meanwhile")])
+
+    assert [r["statusCode"] for r in results] == [201, 201, 201], [r["body"] for r in results]
+    assert transactions == 4  # the add that lost the undecided-fix condition went again, once
+    assert state_version(api, sid) == 2 + 3
+    current = api.get(fixes_path(sid)).body["items"]
+    everything = api.get(fixes_path(sid), query={"include_superseded": "true"}).body["items"]
+    assert len(current) == 1 and current[0]["user_decision"] is None
+    assert len(everything) == 3 and [f["superseded_at"] is None for f in everything] == [True, False, False]
+    added = {json.loads(r["body"])["id"] for r in results[:2]}
+    assert current[0]["id"] in added
+    # The one left undecided is the one that can be decided; the other was superseded by it.
+    loser = (added - {current[0]["id"]}).pop()
+    assert decide(api, sid, loser, "one_off", expect=409)["error"]["code"] == "fix_superseded"
+    assert decide(api, sid, current[0]["id"], "one_off")["id"] == current[0]["id"]
+
+
+def test_a_session_stored_before_the_undecided_fix_was_recorded(api: Api) -> None:
+    # Its item has no undecided_fix_id and its undecided fix sits among decided ones.
+    sid = api.new_session()["id"]
+    table = fix_store.dynamo.sessions_table()
+    old = {"session_id": sid, "title": "t", "description": "", "confidence_pct": 5, "ai_drafted_script": "Get-Date"}
+    old |= {"script_language": "powershell", "created_by": "engineer-a"}
+    decided = fix_store.SessionSuggestedFixResponse.model_validate(
+        old | {"id": "fix_0000000a1", "created_at": "2025-01-01T00:00:01.000000Z", "user_decision": "one_off"}
+    )
+    undecided = fix_store.SessionSuggestedFixResponse.model_validate(
+        old | {"id": "fix_0000000a2", "created_at": "2025-01-01T00:00:02.000000Z"}
+    )
+    for fix in (decided, undecided):
+        table.put_item(Item=fix_store.fix_item("acct-a", fix))
+    assert "undecided_fix_id" not in table.get_item(Key=session_store.session_key("acct-a", sid))["Item"]
+
+    fresh = add_fix(api, sid, title="Fresh")
+    everything = api.get(fixes_path(sid), query={"include_superseded": "true"}).body["items"]
+    assert [f["id"] for f in everything] == [fresh["id"], decided.id, undecided.id]
+    assert everything[2]["superseded_at"] == fresh["created_at"]
+    assert table.get_item(Key=session_store.session_key("acct-a", sid))["Item"]["undecided_fix_id"] == fresh["id"]
+    decide(api, sid, fresh["id"], "dismissed")
+    assert table.get_item(Key=session_store.session_key("acct-a", sid))["Item"]["undecided_fix_id"] == ""
+    assert api.get(fixes_path(sid)).body["items"] == [everything[1]]
+
+
+# --- fix list paging ---
+
+
+def test_fix_list_pages_with_limit_and_cursor(api: Api) -> None:
+    sid = api.new_session()["id"]
+    ids = []
+    for n, decision in enumerate([None, "one_off", None, None, "build_template"]):
+        ids.append(add_fix(api, sid, title=f"F{n}")["id"])
+        if decision:
+            decide(api, sid, ids[-1], decision)
+    # Current: 4 and 1 (decided, not superseded); superseded: 3, 2, 0.
+    expected = [ids[4], ids[1], ids[3], ids[2], ids[0]]
+    for limit in range(1, 7):
+        seen, cursor = [], None
+        while True:
+            query = {"include_superseded": "true", "limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+            body = api.get(fixes_path(sid), query=query).body
+            assert 0 < len(body["items"]) <= limit
+            seen += [f["id"] for f in body["items"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected, limit
+    first = api.get(fixes_path(sid), query={"limit": "1"}).body
+    second = api.get(fixes_path(sid), query={"limit": "1", "cursor": first["next_cursor"]}).body
+    assert [f["id"] for f in first["items"] + second["items"]] == [ids[4], ids[1]]
+    assert second["next_cursor"] is None
+
+
+def test_fix_list_refuses_foreign_and_garbled_cursors(api: Api) -> None:
+    sid = api.new_session()["id"]
+    other = api.new_session()["id"]
+    for n in range(2):
+        add_fix(api, sid, title=f"F{n}")
+        add_fix(api, other, title=f"O{n}")
+    mine = api.get(fixes_path(sid), query={"limit": "1", "include_superseded": "true"}).body["next_cursor"]
+    drafts_cursor = fix_store.draft_cursor("dt_0000")
+    for path, query in [
+        (fixes_path(other), {"cursor": mine, "include_superseded": "true"}),  # another session's
+        (fixes_path(sid), {"cursor": mine}),  # the listing without superseded fixes
+        (fixes_path(sid), {"cursor": drafts_cursor}),
+        (fixes_path(sid), {"cursor": "not-a-cursor"}),
+        (fixes_path(sid), {"cursor": "e30"}),  # {}
+        (fixes_path(sid), {"cursor": "W10"}),  # []
+    ]:
+        response = api.get(path, query=query)
+        assert response.status == 422, (query, response.text)
+        assert response.body["error"]["code"] == "invalid_cursor"
+    for query in [{"limit": "0"}, {"limit": "101"}, {"limit": "x"}, {"cursor": "c" * 513}]:
+        assert api.get(fixes_path(sid), query=query).status == 422

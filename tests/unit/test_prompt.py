@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import re
 
+import pytest
+
 from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session
-from flowpilot.writers import ESCALATION_HEADINGS
+from flowpilot.writers import ESCALATION_HEADINGS, OfflineWriter
 from flowpilot.writers.prompt import (
     CHARS_PER_TOKEN,
     ITEM_TEXT_CAP_CHARS,
@@ -13,13 +16,18 @@ from flowpilot.writers.prompt import (
     SYSTEM_PROMPT_ESCALATION,
     SYSTEM_PROMPT_RESOLUTION,
     TRUNCATION_MARK,
+    EvidenceWindow,
+    ReadBudget,
     build_prompt,
+    document_kinds,
     select_evidence,
 )
 from tests.unit.builders import evidence, make_session
 
 ESCALATION = PreviewKind.escalation_package
 RESOLUTION = PreviewKind.resolution_note
+# What `flowpilot.text.clean` removes: C0 controls but newline and tab, DEL, C1 controls (ESC included).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 KIND_CYCLE = (EvidenceKind.tried, EvidenceKind.message, EvidenceKind.confirmed, EvidenceKind.tried)
 
 
@@ -58,12 +66,9 @@ def test_trimming_keeps_the_newest_and_states_what_was_omitted() -> None:
     items = many(5_000)
     prompt = build_prompt(ESCALATION, session(), items)
     assert 0 < prompt.trimmed_evidence < 5_000
-    statement = re.search(r"\((\d+) older items omitted: ([^)]*)\)", prompt.user)
+    statement = re.search(r"^\((\d+) older items omitted\)$", prompt.user, re.MULTILINE)
     assert statement is not None
     assert int(statement.group(1)) == prompt.trimmed_evidence
-    counts = dict((kind, int(count)) for count, kind in (part.split(" ") for part in statement.group(2).split(", ")))
-    assert sum(counts.values()) == prompt.trimmed_evidence
-    assert set(counts) == {"confirmed", "tried", "message"}
     assert items[-1].text in prompt.user
     assert items[0].text not in prompt.user
     kept = prompt.user.count("- [")
@@ -157,5 +162,109 @@ def test_no_evidence_is_said_plainly() -> None:
 def test_selection_counts_only_the_kinds_asked_for() -> None:
     selection = select_evidence(many(400), kinds=frozenset({EvidenceKind.tried}), budget_chars=2_000)
     assert {item.kind for item in selection.items} == {EvidenceKind.tried}
-    assert [kind for kind, _ in selection.omitted] == [EvidenceKind.tried]
-    assert selection.omitted_total + len(selection.items) == 200
+    assert selection.omitted > 0
+    assert selection.omitted + len(selection.items) == 200
+
+
+# --- reading only what a writer has room for: a window of the newest items and a count of the rest ---
+
+
+def window_as_the_store_reads_it(items: list[Evidence], kind: PreviewKind) -> EvidenceWindow:
+    """Newest first until a ReadBudget is full (the rest of a page is kept), then only a count."""
+    kinds = document_kinds(kind)
+    relevant = sorted((item for item in items if item.kind in kinds), key=lambda item: -item.state_version)
+    budget = ReadBudget()
+    read: list[Evidence] = []
+    while len(read) < len(relevant):
+        page = relevant[len(read) : len(read) + budget.wanted()]
+        full = False
+        for item in page:
+            read.append(item)
+            full = full or not budget.take(item)
+        if full:
+            break
+    return EvidenceWindow(tuple(read), kinds=kinds, older_count=len(relevant) - len(read), lines=budget.lines)
+
+
+def varied(count: int, seed: int) -> list[Evidence]:
+    """Items of every kind and very different sizes (a few words to past the cap), some with results."""
+    rng = random.Random(seed)
+    kinds = list(EvidenceKind)
+    words = ["VPN", "tunnel", "dropped", "Event 4625", "LAPTOP-07", "reinstalled", "no change", "0x80070005"]
+    out = []
+    for n in range(count):
+        text = " ".join(rng.choice(words) for _ in range(rng.choice([1, 3, 12, 60, 400])))
+        result = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30))) if rng.random() < 0.5 else None
+        out.append(evidence(n, rng.choice(kinds), f"#{n} {text}", result))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("count", [0, 7, 900, 5_000])
+def test_a_window_gives_the_same_documents_as_every_item(count: int, seed: int) -> None:
+    items = varied(count, seed)
+    for kind in PreviewKind:
+        window = window_as_the_store_reads_it(items, kind)
+        assert window.older_count == 0 if count < 10 else window.older_count > 0
+        assert build_prompt(kind, session(), window) == build_prompt(kind, session(), items)
+        assert OfflineWriter().write(kind, session(), window) == OfflineWriter().write(kind, session(), items)
+
+
+def test_a_window_of_a_large_session_reads_a_fraction_and_counts_the_rest() -> None:
+    items = many(5_000)
+    window = window_as_the_store_reads_it(items, ESCALATION)
+    prompt = build_prompt(ESCALATION, session(), window)
+    assert window.older_count > 0
+    assert len(window) < 2_000
+    assert len(window) + window.older_count == 5_000
+    assert f"({prompt.trimmed_evidence} older items omitted)" in prompt.user
+    assert prompt.trimmed_evidence >= window.older_count
+
+
+def test_a_window_counted_for_other_kinds_is_refused() -> None:
+    window = EvidenceWindow(tuple(many(4)), kinds=document_kinds(ESCALATION), older_count=10)
+    with pytest.raises(ValueError, match="other kinds"):
+        build_prompt(RESOLUTION, session(), window)
+
+
+def test_read_sizes_follow_what_was_read_and_stay_bounded() -> None:
+    budget = ReadBudget()
+    assert budget.wanted() == ReadBudget.FIRST_READ
+    small = [evidence(n, EvidenceKind.confirmed, "ok") for n in range(10)]
+    assert all(budget.take(item) for item in small)
+    assert budget.wanted() == ReadBudget.MAX_READ  # tiny items: as many as could ever fit
+    big = ReadBudget()
+    assert big.take(evidence(1, EvidenceKind.tried, "x" * 5_000, "y" * 5_000))
+    # ~2,000 characters each once capped: the rest of a ~96,000-character room takes about 48 more (+ margin).
+    assert 48 <= big.wanted() <= 48 * 1.25 + 9
+
+
+# --- text hygiene: no control character reaches the model ---
+
+DIRTY_TEXT = "Ran\x00 the \x1b[31mrepair\x1b[0m tool\x07 on PC\x7f-07"
+DIRTY_RESULT = "Exit code \x1b[1m0\x1b[22m\x00, service\x9b2J restarted"
+
+
+def test_control_characters_never_reach_the_prompt() -> None:
+    problem = "Line one\x00 of the \x1b[32mproblem\x1b[0m\nLine two\x07"
+    items = [evidence(1, EvidenceKind.tried, DIRTY_TEXT, DIRTY_RESULT)]
+    for kind in PreviewKind:
+        prompt = build_prompt(kind, session(problem=problem), items)
+        for text in (prompt.system, prompt.session_block, prompt.evidence_block):
+            assert not CONTROL_CHARACTERS.search(text), repr(text)
+        assert "Ran the repair tool on PC-07" in prompt.evidence_block
+        assert "Result: Exit code 0, service restarted" in prompt.evidence_block
+        assert "Line one of the problem\nLine two\n" in prompt.session_block
+
+
+def test_a_secret_split_by_a_control_character_is_still_redacted() -> None:
+    secret = "Gr33n" + "Tea!" + "42"
+    items = [evidence(1, EvidenceKind.tried, f"Reset it: pass\x00word={secret}")]
+    prompt = build_prompt(ESCALATION, session(), items)
+    assert secret not in prompt.user
+    assert "[redacted password]" in prompt.user
+
+
+def test_a_result_of_control_characters_only_is_no_result() -> None:
+    prompt = build_prompt(ESCALATION, session(), [evidence(1, EvidenceKind.tried, "Rebooted", "\x00\x1b[0m\x07")])
+    assert f"- [tried] Rebooted\n  Result: {NO_RESULT}" in prompt.user

@@ -1,18 +1,31 @@
-"""Resolution note and escalation package previews: cache lookup, writer call, secret scan, cache store.
+"""Resolution note and escalation package previews: cache lookup, one writer per state, secret scan, cache store.
 
 Request budget: a cached preview costs two DynamoDB reads (the session, for its current state_version,
 then the cache item keyed by it) and no model call; nothing on that path imports `anthropic`.
-A miss adds one evidence query (paged) and one cache put, and makes exactly one writer call.
+A miss takes the preview's lease (one conditional put), reads the evidence the writers have room for
+(newest first, one or a few Query pages, plus a count of the older items when there are more), makes
+exactly one writer call and puts the preview in the lease's place.
+
+Single flight: concurrent misses of one (account, session, kind, state_version) make one model call. The
+first takes the lease; the others poll the cache entry (backoff from 50 ms to 1 s) and answer the stored
+preview with `from_cache: true`. A failed writer gives the lease back, so a waiter (while the writer's
+whole time budget still fits in its wait) or the next request writes instead; a crashed one's lease
+expires. Waiting ends before API Gateway's 30 s: then 503 `preview_in_progress` with Retry-After.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import secrets
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
-from botocore.exceptions import ClientError
-
 from flowpilot.clock import now_iso
+from flowpilot.config import settings
+from flowpilot.errors import UpstreamUnavailable
 from flowpilot.identity import Caller
 from flowpilot.models import (
     PreviewKind,
@@ -26,8 +39,26 @@ from flowpilot.scanner import scan
 from flowpilot.sessions import get_session
 from flowpilot.store import model_key, preview_cache
 from flowpilot.store import sessions as session_store
-from flowpilot.store.preview_cache import CachedPreview
+from flowpilot.store.preview_cache import CachedPreview, CacheWriteFailed, WriterLease
+from flowpilot.text import clean
 from flowpilot.writers import NoteWriter, writer_from_environment
+from flowpilot.writers.prompt import EvidenceWindow, ReadBudget, document_kinds
+
+# Longer than the function's 29 s timeout, which bounds a holder's life: a live holder never loses its
+# lease (the writer's own budget is 20 s), and a crashed holder's lease is gone within 30 s.
+LEASE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """How a request waits for another one that is writing the same preview."""
+
+    # Under API Gateway's 30 s (and the function's 29 s), over the writer's 20 s budget.
+    budget_seconds: float = 25.0
+    first_poll_seconds: float = 0.05
+    max_poll_seconds: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
 
 @cache
@@ -44,8 +75,9 @@ def default_writer() -> NoteWriter:
     return _claude_writer(api_key) if api_key else writer_from_environment()
 
 
-# The one seam tests use to give the real Claude writer a mock HTTP transport.
+# The seams tests use: the real Claude writer with a mock HTTP transport, and an observable wait.
 writer_factory: Callable[[], NoteWriter] = default_writer
+waiting = Waiting()
 
 
 def reset_for_tests() -> None:
@@ -53,29 +85,75 @@ def reset_for_tests() -> None:
 
 
 def get_or_write(caller: Caller, session_id: str, kind: PreviewKind) -> ResolutionNotePreviewResponse:
-    """The preview of `kind` for the session's current state: cached, or written, scanned and cached."""
+    """The preview of `kind` for the session's current state: cached, written by this request, or written
+    by a concurrent one this request waited for."""
     session = get_session(caller, session_id)
-    cached = preview_cache.get_preview(caller.account_id, session.id, kind, session.state_version)
-    if cached is not None:
+    key = (caller.account_id, session.id, kind, session.state_version)
+    entry = preview_cache.lookup(*key)
+    if isinstance(entry, CachedPreview):
         metrics.add_metric(name="PreviewCacheHit", unit="Count", value=1)
-        return _response(session, cached, from_cache=True)
+        return _response(session, entry, from_cache=True)
     metrics.add_metric(name="PreviewCacheMiss", unit="Count", value=1)
-    written = _write(caller, session, kind)
+    holder = secrets.token_hex(8)
+    wait = waiting
+    started = wait.clock()
+    # A waiter takes over only while a writer's whole time budget still fits in its wait.
+    write_until = started + max(wait.budget_seconds - settings().anthropic_timeout_seconds, 0.0)
+    delay = wait.first_poll_seconds
+    for poll in itertools.count():
+        if entry is None:
+            if poll and wait.clock() > write_until:
+                raise UpstreamUnavailable(
+                    "The preview's writer failed; ask again to write it.", code="preview_in_progress", retry_after=1
+                )
+            if preview_cache.take_lease(*key, holder=holder, seconds=LEASE_SECONDS):
+                return _response(session, _write_as_holder(caller, session, kind, holder), from_cache=False)
+        if wait.clock() - started + delay > wait.budget_seconds:
+            raise UpstreamUnavailable(
+                "Another request is still writing this preview; ask again shortly.",
+                code="preview_in_progress",
+                retry_after=_seconds_left(entry),
+            )
+        wait.sleep(delay)
+        delay = min(delay * 2, wait.max_poll_seconds)
+        entry = preview_cache.lookup(*key)
+        if isinstance(entry, CachedPreview):
+            metrics.add_metric(name="PreviewWaitedForWriter", unit="Count", value=1)
+            return _response(session, entry, from_cache=True)
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _seconds_left(entry: WriterLease | None) -> int:
+    # The holder answers within its lease; a sooner retry would most likely wait again.
+    left = math.ceil(entry.expires_at - time.time()) if entry else 1
+    return max(1, min(left, 5))
+
+
+def _write_as_holder(caller: Caller, session: Session, kind: PreviewKind, holder: str) -> CachedPreview:
+    """Write the preview under the lease and store it in the lease's place; a failure gives the lease back."""
+    key = (caller.account_id, session.id, kind, session.state_version)
+    try:
+        written = _write(caller, session, kind)
+    except BaseException:
+        preview_cache.release_lease(*key, holder=holder)
+        raise
     try:
         preview_cache.put_preview(caller.account_id, session.id, written)
-    except ClientError as error:
+    except CacheWriteFailed as failure:
         # The document is complete and correct; failing to cache it only costs a later model call.
-        logger.warning("preview not cached", extra={"error_code": error.response.get("Error", {}).get("Code")})
-    return _response(session, written, from_cache=False)
+        logger.warning("preview not cached", extra={"error_code": failure.code})
+        preview_cache.release_lease(*key, holder=holder)
+    return written
 
 
 def _write(caller: Caller, session: Session, kind: PreviewKind) -> CachedPreview:
-    # Evidence added after the session was read belongs to a later state_version, so it stays out.
-    evidence = [
-        e
-        for e in session_store.iter_evidence(caller.account_id, session.id)
-        if e.state_version <= session.state_version
-    ]
+    # Only evidence of this state_version and the kinds this document shows; no more than a writer has room for.
+    kinds = document_kinds(kind)
+    budget = ReadBudget()
+    newest = session_store.read_newest_evidence(
+        caller.account_id, session.id, kinds=kinds, up_to_version=session.state_version, budget=budget
+    )
+    evidence = EvidenceWindow(newest.items, kinds=kinds, older_count=newest.older_count, lines=budget.lines)
     document = writer_factory().write(kind, session, evidence)
     usage = PreviewUsage.model_validate(document.usage, from_attributes=True) if document.usage else None
     logger.info(
@@ -83,7 +161,8 @@ def _write(caller: Caller, session: Session, kind: PreviewKind) -> CachedPreview
         extra={
             "preview_kind": kind.value,
             "writer": document.writer,
-            "evidence_items": len(evidence),
+            "evidence_items": len(evidence) + evidence.older_count,
+            "evidence_items_read": len(evidence),
             "trimmed_evidence": document.trimmed_evidence,
             "usage": usage.model_dump() if usage else None,
         },
@@ -95,7 +174,8 @@ def _write(caller: Caller, session: Session, kind: PreviewKind) -> CachedPreview
     return CachedPreview(
         kind=kind,
         state_version=session.state_version,
-        markdown=document.markdown,
+        # Whatever the writer (or the model) produced, no control character reaches a preview.
+        markdown=clean(document.markdown),
         writer=document.writer,
         usage=usage,
         generated_at=now_iso(),

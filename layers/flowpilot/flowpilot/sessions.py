@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flowpilot.clock import new_id, now_iso
@@ -21,8 +24,12 @@ from flowpilot.models import (
 from flowpilot.observability import metrics
 from flowpilot.store import sessions as store
 
-# Optimistic writes retry this often when another change to the same session lands in between.
-_VERSION_RACE_ATTEMPTS = 5
+# A versioned change runs again this often when a condition of its writes stops holding before it lands
+# (a fix decided first, a newer suggestion), or DynamoDB cancels it for a concurrent transaction.
+_ATTEMPTS = 8
+_BACKOFF_BASE_SECONDS = 0.02
+_BACKOFF_CAP_SECONDS = 0.5
+_jitter = random.SystemRandom()
 
 
 def create_session(caller: Caller, request: SessionCreateRequest) -> Session:
@@ -70,31 +77,62 @@ def list_sessions(caller: Caller, status: SessionStatus | None, limit: int, curs
     return SessionList(items=items, next_cursor=next_cursor)
 
 
+@dataclass(frozen=True, slots=True)
+class Change[T]:
+    """What one attempt of a versioned change stores, and the value it answers with.
+
+    `writes` are new items (dicts) and conditional updates of existing ones; `session_change` sets back-end
+    attributes of the session item in the same transaction, under its own condition.
+    """
+
+    writes: Sequence[dict[str, object] | store.ConditionalUpdate]
+    result: T
+    session_change: store.SessionChange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Committed[T]:
+    """A stored change and the session's state_version read right after it (see `change_with_version_bump`)."""
+
+    result: T
+    state_version: int
+
+
 def change_with_version_bump[T](
     caller: Caller,
     session_id: str,
-    build: Callable[[Session, str], tuple[Sequence[dict[str, object] | store.ConditionalUpdate], T]],
-) -> T:
-    """Store what `build` returns and bump state_version atomically, retrying if a parallel change lands.
+    build: Callable[[Session, Mapping[str, Any], str], Change[T]],
+) -> Committed[T]:
+    """Store what `build` returns and bump state_version by one, atomically, in one transaction.
 
-    `build(session, now)` returns the writes (new items to put, conditional updates of existing ones) and
-    the value to return; it runs against the freshest session each attempt, so it may also raise (e.g.
-    Conflict) after re-reading. A lost update condition retries too, so `build` sees what won.
+    The bump is an `ADD`, not a compare, so writes that race (evidence, decisions on different fixes) all
+    land. `build(session, item, now)` runs against a fresh read each attempt (`item` is the stored session
+    item, with its back-end attributes) and may raise (e.g. Conflict); a condition of its writes that no
+    longer holds makes it run again, so it sees what won.
+
+    A transaction returns no values, so the version reported is a consistent read made after the write:
+    the session's state_version once this change was stored. It is exact unless another write landed in
+    between, and then higher; a preview at that version or later always includes this change.
     """
-    for _ in range(_VERSION_RACE_ATTEMPTS):
-        session = require_active(get_session(caller, session_id))
+    for attempt in range(_ATTEMPTS):
+        item = session_item(caller, session_id)
+        session = require_active(store.to_session(item))
         now = now_iso()
-        writes, result = build(session, now)
+        change = build(session, item, now)
         try:
-            store.put_with_version_bump(caller.account_id, session_id, session.state_version, now, writes)
+            store.put_with_version_bump(caller.account_id, session_id, now, change.writes, change.session_change)
+        except store.TransactionConflict:
+            # DynamoDB refused only because another transaction held the item: back off, then go again.
+            time.sleep(_jitter.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt)))
+            continue
         except store.ConditionFailed:
             continue
-        return result
+        return Committed(change.result, store.to_session(session_item(caller, session_id)).state_version)
     raise Conflict("The session changed repeatedly while saving; try again.", code="session_changed_concurrently")
 
 
 def add_evidence(caller: Caller, session_id: str, request: EvidenceCreateRequest) -> Evidence:
-    def build(session: Session, now: str) -> tuple[list[dict[str, object]], Evidence]:
+    def build(session: Session, _item: Mapping[str, Any], now: str) -> Change[Evidence]:
         evidence = Evidence(
             id=new_id("ev"),
             session_id=session.id,
@@ -103,13 +141,15 @@ def add_evidence(caller: Caller, session_id: str, request: EvidenceCreateRequest
             result=request.result,
             created_by=caller.engineer_id,
             created_at=now,
+            # Stored: the version this write moves the session to unless another lands at the same moment, so
+            # never above it (a preview of that state includes it) and the order of evidence by version holds.
             state_version=session.state_version + 1,
         )
-        return [store.evidence_item(caller.account_id, evidence)], evidence
+        return Change([store.evidence_item(caller.account_id, evidence)], evidence)
 
-    evidence = change_with_version_bump(caller, session_id, build)
+    committed = change_with_version_bump(caller, session_id, build)
     metrics.add_metric(name="EvidenceAdded", unit="Count", value=1)
-    return evidence
+    return committed.result.model_copy(update={"state_version": committed.state_version})
 
 
 def link_ticket(caller: Caller, session_id: str, request: LinkTicketRequest) -> Session:

@@ -5,21 +5,32 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from flowpilot.errors import InvalidInput
-from flowpilot.models import Evidence, Session, SessionStatus
+from flowpilot.models import Evidence, EvidenceKind, Session, SessionStatus
 from flowpilot.store import dynamo
 from flowpilot.store.dynamo import ConditionFailed, is_condition_failure
 
 SESSION_SK = "SESSION"
 # Attributes that live on the session item but are not part of the Session model.
-_INTERNAL = {"PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "account_id", "active_writeback_id"}
+_INTERNAL = {
+    "PK",
+    "SK",
+    "GSI1PK",
+    "GSI1SK",
+    "GSI2PK",
+    "GSI2SK",
+    "account_id",
+    "active_writeback_id",
+    "undecided_fix_id",
+}
 
 
 def session_key(account_id: str, session_id: str) -> dict[str, str]:
@@ -123,23 +134,49 @@ def evidence_key(account_id: str, session_id: str, evidence_id: str) -> dict[str
     return {"PK": dynamo.session_pk(account_id, session_id), "SK": f"EV#{evidence_id}"}
 
 
-def bump_version_update(account_id: str, session_id: str, expected_version: int, now: str) -> dict[str, Any]:
-    """The transaction part that moves a session to its next state_version, if nothing else did first."""
+def bump_version_update(
+    account_id: str, session_id: str, now: str, change: SessionChange | None = None
+) -> dict[str, Any]:
+    """The transaction part that moves an active session to its next state_version.
+
+    An atomic `ADD`, never a compare: concurrent writes all land and each moves the version by exactly one.
+    Only a closed (or missing) session refuses it, or `change`'s own condition.
+    """
+    names = {"#status": "status"}
+    values: dict[str, Any] = {":one": 1, ":now": now, ":active": "active"}
+    assignments = ["updated_at = :now"]
+    condition = "attribute_exists(PK) AND #status = :active"
+    if change is not None:
+        for name, value in change.set_values.items():
+            assignments.append(f"#{name} = :{name}")
+            names[f"#{name}"] = name
+            values[f":{name}"] = value
+        if change.condition:
+            condition += f" AND ({change.condition})"
+            values |= change.condition_values
     return {
         "Update": {
             "TableName": dynamo.sessions_table().name,
             "Key": session_key(account_id, session_id),
-            "UpdateExpression": "SET state_version = :next, updated_at = :now",
-            "ConditionExpression": "state_version = :expected AND #status = :active",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {
-                ":next": expected_version + 1,
-                ":expected": expected_version,
-                ":now": now,
-                ":active": "active",
-            },
+            "UpdateExpression": "SET " + ", ".join(assignments) + " ADD state_version :one",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
         }
     }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChange:
+    """Back-end attributes a version-bump transaction also sets on the session item, if `condition` holds.
+
+    `set_values` become `SET #name = :name`; `condition` may refer to them as `#name` and to its own
+    `condition_values`.
+    """
+
+    set_values: dict[str, Any]
+    condition: str = ""
+    condition_values: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,16 +204,22 @@ class ConditionalUpdate:
         }
 
 
+class TransactionConflict(ConditionFailed):
+    """DynamoDB cancelled the transaction only because another one was changing the same item: retry it."""
+
+
 def put_with_version_bump(
     account_id: str,
     session_id: str,
-    expected_version: int,
     now: str,
     writes: Sequence[dict[str, Any] | ConditionalUpdate],
+    change: SessionChange | None = None,
 ) -> None:
-    """Write `writes` and bump state_version in one transaction (one write request). Raises ConditionFailed.
+    """Write `writes` and bump state_version in one transaction (one write request).
 
-    A dict is a new item (put only if absent); a ConditionalUpdate changes an existing one.
+    A dict is a new item (put only if absent); a ConditionalUpdate changes an existing one. Raises
+    ConditionFailed when a condition does not hold (closed session, a fix decided first, `change`'s
+    condition), TransactionConflict when nothing failed but a concurrent transaction on the same item.
     """
     table = dynamo.sessions_table().name
     items = [
@@ -187,12 +230,15 @@ def put_with_version_bump(
     ]
     try:
         dynamo.client().transact_write_items(
-            TransactItems=[*items, bump_version_update(account_id, session_id, expected_version, now)]
+            TransactItems=[*items, bump_version_update(account_id, session_id, now, change)]
         )
     except ClientError as error:
-        if is_condition_failure(error):
-            raise ConditionFailed from error
-        raise
+        if not is_condition_failure(error):
+            raise
+        reasons = {r.get("Code", "None") for r in error.response.get("CancellationReasons", [])} - {"None"}
+        if reasons == {"TransactionConflict"}:
+            raise TransactionConflict from error
+        raise ConditionFailed from error
 
 
 def evidence_item(account_id: str, evidence: Evidence) -> dict[str, Any]:
@@ -236,3 +282,97 @@ def update_session(
         increment=increment,
     )
     return to_session(item)
+
+
+# --- evidence for a preview: the newest items a document can show, and a count of the older ones ---
+
+
+class EvidenceBudget(Protocol):
+    """Decides how much evidence is worth reading (the writers' shared budget, `prompt.ReadBudget`)."""
+
+    def take(self, evidence: Evidence) -> bool:
+        """Count `evidence` in, newest first; False once it no longer fits (nothing older is needed)."""
+        ...
+
+    def wanted(self) -> int:
+        """How many more items would probably fill the budget: the next read's Limit."""
+        ...
+
+
+@dataclass(frozen=True)
+class NewestEvidence:
+    """The newest evidence of a session (newest first), and how many older items were counted, not read."""
+
+    items: tuple[Evidence, ...]
+    older_count: int
+
+
+def read_newest_evidence(
+    account_id: str,
+    session_id: str,
+    *,
+    kinds: frozenset[EvidenceKind],
+    up_to_version: int,
+    budget: EvidenceBudget,
+) -> NewestEvidence:
+    """Evidence of `kinds` added up to `up_to_version`, read newest first until `budget` is full (the rest
+    of that page is kept: it is already paid for); the older matches are counted (`Select=COUNT`), not read.
+
+    Evidence keys sort in the order items were added (`EV#` + `clock.new_id`: milliseconds, then random),
+    so a descending Query yields the newest first. Reads are consistent: a preview is cached per
+    state_version, so it must see every item of that version.
+    """
+    names = {"#sv": "state_version"}
+    values: dict[str, Any] = {
+        ":pk": dynamo.session_pk(account_id, session_id),
+        ":ev": "EV#",
+        ":sv": up_to_version,
+    }
+    condition = "#sv <= :sv"
+    if kinds != frozenset(EvidenceKind):
+        names["#kind"] = "kind"
+        values |= {f":kind{i}": kind.value for i, kind in enumerate(sorted(kinds))}
+        condition += f" AND #kind IN ({', '.join(f':kind{i}' for i in range(len(kinds)))})"
+    query: dict[str, Any] = {
+        "KeyConditionExpression": "PK = :pk AND begins_with(SK, :ev)",
+        "FilterExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": False,
+        "ConsistentRead": True,
+    }
+    table = dynamo.sessions_table()
+    items: list[Evidence] = []
+    scanned = 0
+    full = False
+    while True:
+        # Limit counts the items evaluated before the filter: scaled by how many of them matched so far.
+        limit = math.ceil(budget.wanted() * max(scanned, 1) / max(len(items), 1))
+        response = table.query(**query, Limit=max(1, limit))
+        scanned += int(response.get("ScannedCount", 0))
+        for item in response.get("Items", []):
+            evidence = _evidence_from_item(item)
+            items.append(evidence)
+            full = full or not budget.take(evidence)
+        last_key = response.get("LastEvaluatedKey")
+        if last_key is None:
+            return NewestEvidence(items=tuple(items), older_count=0)
+        query["ExclusiveStartKey"] = last_key
+        if full:
+            return NewestEvidence(items=tuple(items), older_count=_count_matches(query))
+
+
+def _count_matches(query: dict[str, Any]) -> int:
+    """How many items `query` matches: DynamoDB counts them (in 1 MB pages) and returns none."""
+    query = {**query, "Select": "COUNT"}
+    total = 0
+    while True:
+        response = dynamo.sessions_table().query(**query)
+        total += int(response.get("Count", 0))
+        if "LastEvaluatedKey" not in response:
+            return total
+        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _evidence_from_item(item: dict[str, Any]) -> Evidence:
+    return Evidence.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}})

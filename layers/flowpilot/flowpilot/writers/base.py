@@ -50,7 +50,8 @@ class WrittenDocument:
 
 class NoteWriter(Protocol):
     def write(self, kind: PreviewKind, session: Session, evidence: Sequence[Evidence]) -> WrittenDocument:
-        """The document of `kind` for `session`, built from `evidence` alone."""
+        """The document of `kind` for `session`, built from `evidence` alone: every item of the session, or
+        a `prompt.EvidenceWindow` (the newest items, and a count of older ones no writer has room for)."""
         ...
 
 

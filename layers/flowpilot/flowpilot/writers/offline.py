@@ -2,8 +2,9 @@
 
 Nothing is invented: every line is the session's title or problem, an evidence item (text, and result
 for tried steps), or one of the fixed phrases below. Nothing is left out, within the shared budget of
-`prompt.select_evidence` (older items beyond it are counted on one "(N older items omitted: …)" line).
-Secrets are redacted and each item is shown on one line (see `prompt.one_line`).
+`prompt.select_evidence` (older items beyond it are counted on one "(N older items omitted)" line).
+Control characters are removed, secrets redacted, and each item is shown on one line (see
+`prompt.one_line`).
 
 Escalation package: the five `ESCALATION_HEADINGS` in order, each evidence item exactly once:
 - Problem: the title in bold, the problem statement as a quote, then the omission line if any;
@@ -119,7 +120,7 @@ class OfflineWriter:
         )
         lines += _section(ESCALATION_HEADINGS[3], selection.of_kind(EvidenceKind.hypothesis), NO_HYPOTHESIS)
         lines += _section(ESCALATION_HEADINGS[4], selection.of_kind(EvidenceKind.next_step), NO_NEXT_STEPS)
-        return "\n".join(lines).rstrip() + "\n", selection.omitted_total
+        return "\n".join(lines).rstrip() + "\n", selection.omitted
 
     def _resolution_note(self, title: str, evidence: Sequence[Evidence]) -> tuple[str, int]:
         fixed_chars = SUMMARY_MAX_CHARS + _FIXED_OVERHEAD_CHARS
@@ -135,4 +136,4 @@ class OfflineWriter:
             lines += _section(NEXT_STEPS_HEADING, next_steps, NO_NEXT_STEPS, customer_visible=True)
         if note := selection.omission_note():
             lines.append(note)
-        return "\n".join(lines).rstrip() + "\n", selection.omitted_total
+        return "\n".join(lines).rstrip() + "\n", selection.omitted

@@ -4,24 +4,30 @@ It owns three things:
 - what each document may draw on: a resolution note sees confirmed / tried / next-step evidence only
   (hypotheses and messages are internal, so the model never sees them and cannot leak them); an
   escalation package sees everything;
-- how evidence is prepared: secrets redacted (`flowpilot.scanner`), one line per item, text capped;
+- how evidence is prepared: control characters removed (`flowpilot.text.clean`), secrets redacted
+  (`flowpilot.scanner`), one line per item, text capped;
 - the budget: sizes are estimated at ~4 characters per token; when evidence does not fit, the newest
-  items are kept in full and the older ones are summarised as one line of counts per kind, e.g.
-  "(312 older items omitted: 200 tried, 112 message)". The offline writer uses the same selection.
+  items are kept in full and the older ones are counted on one line, e.g. "(312 older items omitted)".
+  The offline writer uses the same selection. A writer is given all of a session's evidence, or an
+  `EvidenceWindow`: the newest items (read until a `ReadBudget`, the largest budget of any writer, is
+  full) and a count of the older ones, which no writer could show anyway.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import overload
 
 from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session
 from flowpilot.scanner import redact
+from flowpilot.text import clean
 from flowpilot.writers.base import ESCALATION_HEADINGS
 
 CHARS_PER_TOKEN = 4  # the usual estimate for English prose with Claude's tokenizer; no tokenizer call needed
+# The Claude prompt's budget: the largest of any writer (the offline writer's is 4,500 tokens).
+PROMPT_BUDGET_TOKENS = 24_000
 ITEM_TEXT_CAP_CHARS = 1_200
 ITEM_RESULT_CAP_CHARS = 800
 # Markup a writer adds around one item ("- [next_step] ", "\n  Result: "), so costs bound what is rendered.
@@ -111,21 +117,14 @@ class EvidenceLine:
 
 @dataclass(frozen=True)
 class EvidenceSelection:
-    """The evidence a document shows: `items` oldest first, and what was left out, counted by kind."""
+    """The evidence a document shows: `items` oldest first, and how many older items were left out."""
 
     items: tuple[EvidenceLine, ...]
-    omitted: tuple[tuple[EvidenceKind, int], ...]
-
-    @property
-    def omitted_total(self) -> int:
-        return sum(count for _, count in self.omitted)
+    omitted: int
 
     def omission_note(self) -> str | None:
-        """E.g. "(312 older items omitted: 200 tried, 112 message)", or None when nothing was left out."""
-        if not self.omitted:
-            return None
-        counts = ", ".join(f"{count} {kind.value}" for kind, count in self.omitted)
-        return f"({self.omitted_total} older items omitted: {counts})"
+        """E.g. "(312 older items omitted)", or None when nothing was left out."""
+        return f"({self.omitted} older items omitted)" if self.omitted else None
 
     def of_kind(self, *kinds: EvidenceKind) -> list[EvidenceLine]:
         return [item for item in self.items if item.kind in kinds]
@@ -152,8 +151,9 @@ def estimate_tokens(*texts: str) -> int:
 
 
 def one_line(text: str, cap: int) -> str:
-    """`text` with secrets redacted, whitespace (newlines too) collapsed, and at most `cap` characters."""
-    flat = " ".join(redact(text).split())
+    """`text` cleaned, with secrets redacted, whitespace (newlines too) collapsed, and at most `cap`
+    characters. Cleaned first, so a control character inside a secret cannot hide it from the scanner."""
+    flat = " ".join(redact(clean(text)).split())
     if len(flat) <= cap:
         return flat
     return flat[: cap - len(TRUNCATION_MARK)].rstrip() + TRUNCATION_MARK
@@ -164,14 +164,85 @@ def clean_title(session: Session) -> str:
 
 
 def clean_problem_lines(session: Session) -> list[str]:
-    """The problem statement with secrets redacted; its line breaks are kept, blank edges dropped."""
-    return [line.rstrip() for line in redact(session.problem).strip().splitlines()]
+    """The problem statement cleaned, secrets redacted; its line breaks are kept, blank edges dropped."""
+    return [line.rstrip() for line in redact(clean(session.problem)).strip().splitlines()]
 
 
 def item_cost(item: EvidenceLine) -> int:
     """Characters one item takes in any writer's output (a tried item always shows a result)."""
     result = item.result if item.result is not None else NO_RESULT if item.kind is EvidenceKind.tried else ""
     return len(item.text) + len(result) + ITEM_OVERHEAD_CHARS
+
+
+def evidence_line(item: Evidence) -> EvidenceLine:
+    """One item as every writer shows it: cleaned, redacted, on one line, capped."""
+    result = one_line(item.result, ITEM_RESULT_CAP_CHARS) if item.result else ""
+    return EvidenceLine(kind=item.kind, text=one_line(item.text, ITEM_TEXT_CAP_CHARS), result=result or None)
+
+
+def document_kinds(kind: PreviewKind) -> frozenset[EvidenceKind]:
+    """The evidence kinds a document may draw on."""
+    return RESOLUTION_KINDS if kind is PreviewKind.resolution_note else ESCALATION_KINDS
+
+
+@dataclass(frozen=True)
+class EvidenceWindow(Sequence[Evidence]):
+    """The newest evidence of `kinds` (in any order) and how many older items of those kinds were counted
+    but not read. `lines` holds items already prepared while reading (by id), so none is prepared twice."""
+
+    items: tuple[Evidence, ...]
+    kinds: frozenset[EvidenceKind]
+    older_count: int = 0
+    lines: Mapping[str, EvidenceLine] = field(default_factory=dict, compare=False, repr=False)
+
+    @overload
+    def __getitem__(self, index: int) -> Evidence: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Evidence]: ...
+
+    def __getitem__(self, index: int | slice) -> Evidence | Sequence[Evidence]:
+        return self.items[index]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def line(self, item: Evidence) -> EvidenceLine:
+        return self.lines.get(item.id) or evidence_line(item)
+
+
+class ReadBudget:
+    """How much evidence is worth reading for a document: items are taken newest first until they fill the
+    largest evidence room of any writer (the Claude prompt's); anything older would only be counted.
+
+    `wanted()` sizes the next read from what was read so far, so a large session takes a few pages."""
+
+    FIRST_READ = 100  # most sessions have fewer items: one read, and it is cheap
+    ASSUMED_ITEM_CHARS = 200  # until an item has been seen
+    MAX_READ = (PROMPT_BUDGET_TOKENS * CHARS_PER_TOKEN) // (ITEM_OVERHEAD_CHARS + 1)  # the most that could fit
+
+    def __init__(self, *, budget_chars: int = PROMPT_BUDGET_TOKENS * CHARS_PER_TOKEN) -> None:
+        self._remaining = budget_chars - OMISSION_NOTE_RESERVE_CHARS
+        self._spent = 0
+        self._taken = 0
+        self.lines: dict[str, EvidenceLine] = {}
+
+    def take(self, evidence: Evidence) -> bool:
+        """Count `evidence` in (newest first); False once it no longer fits: nothing older is needed."""
+        line = evidence_line(evidence)
+        self.lines[evidence.id] = line
+        cost = item_cost(line)
+        self._remaining -= cost
+        self._spent += cost
+        self._taken += 1
+        return self._remaining >= 0
+
+    def wanted(self) -> int:
+        """How many more items would probably fill the budget (with a margin): the next read's size."""
+        if self._taken == 0:
+            return self.FIRST_READ
+        estimate = math.ceil(max(self._remaining, 0) / (self._spent / self._taken) * 1.25) + 8
+        return max(1, min(estimate, self.MAX_READ))
 
 
 def _chronological(evidence: Iterable[Evidence]) -> list[Evidence]:
@@ -183,24 +254,21 @@ def select_evidence(
     evidence: Sequence[Evidence], *, kinds: frozenset[EvidenceKind], budget_chars: int
 ) -> EvidenceSelection:
     """The newest evidence of `kinds` that fits `budget_chars` (omission line included), kept in full;
-    everything older than the first item that does not fit is counted, by kind, instead of shown."""
-    relevant = [item for item in _chronological(evidence) if item.kind in kinds]
+    everything older than the first item that does not fit is counted instead of shown (with a window,
+    so are the older items it counted but did not read)."""
+    window = evidence if isinstance(evidence, EvidenceWindow) else EvidenceWindow(tuple(evidence), kinds=kinds)
+    if window.older_count and kinds != window.kinds:
+        raise ValueError("the window counted older evidence of other kinds than this document shows")
+    relevant = [item for item in _chronological(window) if item.kind in kinds]
     remaining = budget_chars - OMISSION_NOTE_RESERVE_CHARS
     kept: list[EvidenceLine] = []
     for position in range(len(relevant) - 1, -1, -1):
-        item = relevant[position]
-        line = EvidenceLine(
-            kind=item.kind,
-            text=one_line(item.text, ITEM_TEXT_CAP_CHARS),
-            result=one_line(item.result, ITEM_RESULT_CAP_CHARS) if item.result and item.result.strip() else None,
-        )
+        line = window.line(relevant[position])
         remaining -= item_cost(line)
         if remaining < 0:
-            counts = Counter(older.kind for older in relevant[: position + 1])
-            omitted = tuple((kind, counts[kind]) for kind in EvidenceKind if counts[kind])
-            return EvidenceSelection(items=tuple(reversed(kept)), omitted=omitted)
+            return EvidenceSelection(items=tuple(reversed(kept)), omitted=position + 1 + window.older_count)
         kept.append(line)
-    return EvidenceSelection(items=tuple(reversed(kept)), omitted=())
+    return EvidenceSelection(items=tuple(reversed(kept)), omitted=window.older_count)
 
 
 def system_prompt(kind: PreviewKind) -> str:
@@ -215,7 +283,11 @@ def _render_item(item: EvidenceLine) -> str:
 
 
 def build_prompt(
-    kind: PreviewKind, session: Session, evidence: Sequence[Evidence], *, max_tokens_budget: int = 24_000
+    kind: PreviewKind,
+    session: Session,
+    evidence: Sequence[Evidence],
+    *,
+    max_tokens_budget: int = PROMPT_BUDGET_TOKENS,
 ) -> Prompt:
     """The system prompt and user message for `kind`, within `max_tokens_budget` (estimated) tokens
     as long as the session itself fits; older evidence is summarised to make room."""
@@ -226,9 +298,7 @@ def build_prompt(
     opening, closing = "<evidence>\n", f"\n</evidence>\n\nWrite the {document} now."
     fixed_chars = len(system) + len(session_block) + 2 + len(opening) + len(closing)
     selection = select_evidence(
-        evidence,
-        kinds=RESOLUTION_KINDS if kind is PreviewKind.resolution_note else ESCALATION_KINDS,
-        budget_chars=max_tokens_budget * CHARS_PER_TOKEN - fixed_chars,
+        evidence, kinds=document_kinds(kind), budget_chars=max_tokens_budget * CHARS_PER_TOKEN - fixed_chars
     )
     lines = [note] if (note := selection.omission_note()) else []
     lines += [_render_item(item) for item in selection.items]
@@ -237,6 +307,6 @@ def build_prompt(
         system=system,
         session_block=session_block,
         evidence_block=evidence_block,
-        trimmed_evidence=selection.omitted_total,
+        trimmed_evidence=selection.omitted,
         estimated_tokens=estimate_tokens(system, session_block, "\n\n", evidence_block),
     )

@@ -1,0 +1,105 @@
+"""A preview miss with 10 vs 5,000 evidence items, through the route on the emulated AWS of `harness.moto_stack`
+(the Claude writer, real SDK, mock Messages API): median latency over a few misses, and what DynamoDB read.
+
+Each run removes the cached preview first (untimed), so every timed call is a miss. The target is the
+5,000-item miss within 1.5x of the 10-item one. On moto, the latency of each Query grows with the whole
+table (it sorts every item of it) and with every item it returns (serialised in Python), so the items read
+and queries sent are the figures that carry over to DynamoDB.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from tests.bench.growth import EVIDENCE_SIZES, _evidence_models, _iso
+from tests.bench.harness import Stack, moto_stack
+from tests.bench.routes import Api
+
+RUNS = 5
+TARGET_RATIO = 1.5
+KINDS = ("resolution-note", "escalation-package")
+
+
+def _seed(account_id: str, size: int) -> str:
+    from flowpilot.models import Session, SessionStatus
+    from flowpilot.store import dynamo
+    from flowpilot.store.sessions import evidence_item, session_item
+
+    session = Session(
+        id=f"s_miss{size}",
+        title="VPN drops every 10 minutes",
+        problem="User reports VPN drops on Wi-Fi and LAN.",
+        status=SessionStatus.active,
+        state_version=size,
+        created_by="engineer-bench",
+        created_at=_iso(0),
+        updated_at=_iso(size),
+    )
+    with dynamo.sessions_table().batch_writer() as batch:
+        batch.put_item(Item=session_item(account_id, session))
+        for evidence in _evidence_models(session, size):
+            batch.put_item(Item=evidence_item(account_id, evidence))
+    return session.id
+
+
+def _misses(stack: Stack, size: int, runs: int) -> dict[str, float]:
+    from flowpilot.models import PreviewKind
+    from flowpilot.store import dynamo, preview_cache
+
+    account = f"acct-miss-{size}"
+    session_id = _seed(account, size)
+    api = Api(stack, account_id=account, user_id="engineer-bench")
+    # Items each Query returned (a `Select=COUNT` query returns none: its Count is what it counted).
+    returned: list[int] = []
+    dynamo.client().meta.events.register(
+        "after-call.dynamodb.Query",
+        lambda parsed, **_: returned.append(len(parsed.get("Items", []))),
+        unique_id=f"bench-preview-miss-{size}",
+    )
+    seconds: list[float] = []
+    items_read: list[int] = []
+    queries: list[int] = []
+    for _ in range(runs):
+        for kind in KINDS:
+            key = preview_cache.preview_key(account, session_id, PreviewKind(kind), size)
+            dynamo.preview_cache_table().delete_item(Key=key)
+            returned.clear()
+            started = time.perf_counter()
+            body = api.call("POST", f"/ai-sessions/{session_id}/{kind}/preview", 200)
+            seconds.append(time.perf_counter() - started)
+            if body["from_cache"]:
+                raise RuntimeError(f"a {kind} preview with {size} items was not a miss")
+            items_read.append(sum(returned))
+            queries.append(len(returned))
+    dynamo.client().meta.events.unregister("after-call.dynamodb.Query", unique_id=f"bench-preview-miss-{size}")
+    return {
+        "median_ms": round(statistics.median(seconds) * 1000, 1),
+        "min_ms": round(min(seconds) * 1000, 1),
+        "items_read_max": float(max(items_read)),
+        "queries_max": float(max(queries)),
+    }
+
+
+def preview_miss_figures(runs: int = RUNS) -> dict[str, float]:
+    """Median latency of a preview miss (both kinds) with 10 and with 5,000 evidence items, their ratio,
+    and the most items / Query requests one miss read."""
+    small_size, large_size = EVIDENCE_SIZES
+    with moto_stack() as stack:
+        small = _misses(stack, small_size, runs)
+        large = _misses(stack, large_size, runs)
+    figures = {f"miss_{small_size}_{name}": value for name, value in small.items()}
+    figures |= {f"miss_{large_size}_{name}": value for name, value in large.items()}
+    figures["ratio"] = round(large["median_ms"] / small["median_ms"], 2)
+    figures["target_ratio"] = TARGET_RATIO
+    return figures
+
+
+if __name__ == "__main__":
+    import json
+
+    from tests.bench.harness import stdout_to_devnull
+
+    with stdout_to_devnull():
+        result = preview_miss_figures()
+    print(json.dumps(result, indent=2))
