@@ -16,7 +16,7 @@ export API_PORT MOTO_PORT
 N ?= 200
 SEED ?=
 
-.PHONY: help venv dev demo invoke test lint typecheck unit tests sam openapi bench campaign clean
+.PHONY: help venv dev demo invoke test lint typecheck unit tests browser sam openapi bench campaign web-deploy clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,12 +51,16 @@ typecheck: $(STAMP) ## mypy: the shared layer, devstack, each function
 unit: $(STAMP) ## unit tests only (tests/unit, seconds)
 	$(BIN)/pytest tests/unit
 
-tests: $(STAMP) ## every test: unit, integration (incl. the newcomer check), contract, campaign
+browser: ## Chromium for the console tests (the one on PATH, else Debian's package as root, else Playwright's)
+	@bash devstack/ensure_chromium.sh
+
+tests: $(STAMP) browser ## every test: unit, integration (incl. the newcomer check), contract, web, campaign
 	$(BIN)/pytest
 
 sam: $(STAMP) ## sam validate --lint and sam build
 	$(BIN)/sam validate --lint
 	$(BIN)/sam build --parallel
+	$(BIN)/python -m tests.bench.built_layer
 
 test: lint typecheck tests sam ## everything CI runs: lint, typecheck, all tests, sam
 
@@ -68,6 +72,18 @@ bench: $(STAMP) ## benchmarks: prints a table, writes bench-report.json
 
 campaign: $(STAMP) ## the fault campaign alone: make campaign N=1000 [SEED=20260611]; prints its summary
 	FLOWPILOT_CAMPAIGN_SIZE=$(N) $(if $(SEED),FLOWPILOT_CAMPAIGN_SEED=$(SEED)) $(BIN)/pytest tests/campaign -s
+
+STACK ?= flowpilot-writeback-dev
+web-deploy: ## after `sam deploy`: upload web/, write the AWS config.json, invalidate CloudFront (STACK=…)
+	@out() { aws cloudformation describe-stacks --stack-name $(STACK) --query "Stacks[0].Outputs[?OutputKey=='$$1'].OutputValue" --output text; }; \
+	bucket=$$(out ConsoleBucketName); dist=$$(out ConsoleDistributionId); url=$$(out ConsoleDistributionUrl); \
+	client=$$(out ConsoleUserPoolClientId); domain=$$(out ConsoleLoginDomain); \
+	aws s3 sync web/ s3://$$bucket --delete --exclude config.json && \
+	printf '{"mode":"cognito","cognito":{"domain":"%s","client_id":"%s","redirect_uri":"%s","token_endpoint":"/oauth2/token"}}\n' "$$domain" "$$client" "$$url" \
+	  | aws s3 cp - s3://$$bucket/config.json --content-type application/json --cache-control no-cache && \
+	aws cloudfront create-invalidation --distribution-id $$dist --paths '/*' >/dev/null && echo "Console: $$url"; \
+	cb=$$(aws cloudformation describe-stacks --stack-name $(STACK) --query "Stacks[0].Parameters[?ParameterKey=='ConsoleUrl'].ParameterValue" --output text); \
+	[ "$$cb" = "$$url" ] || echo "Register the login callback once: sam deploy --config-env dev --parameter-overrides Stage=dev ConsoleUrl=$$url"
 
 clean: ## remove .aws-sam and the virtualenv
 	rm -rf .aws-sam $(VENV)

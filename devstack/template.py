@@ -20,6 +20,10 @@ LOCAL_REGION = "us-east-1"
 LOCAL_ACCOUNT = "123456789012"
 
 
+# What `!Ref AWS::NoValue` resolves to: the property it is the value of is left out.
+NO_VALUE: Any = type("NoValue", (), {"__repr__": lambda self: "AWS::NoValue"})()
+
+
 class _CfnLoader(yaml.SafeLoader):
     """YAML loader that keeps CloudFormation short-form tags (!Ref, !Sub, …) as {'Fn::X': value}."""
 
@@ -83,6 +87,42 @@ def function_arn(logical_id: str) -> str:
     return f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:{physical_name(logical_id)}"
 
 
+def function_alias(logical_id: str) -> str | None:
+    """The alias SAM publishes for a function (`AutoPublishAlias`, its own or the Globals'), if any."""
+    glob = load().get("Globals", {}).get("Function", {})
+    alias = load()["Resources"][logical_id]["Properties"].get("AutoPublishAlias", glob.get("AutoPublishAlias"))
+    return str(resolve(alias)) if alias is not None else None
+
+
+def function_alias_arn(logical_id: str) -> str:
+    """What `!Ref Function.Alias` resolves to on the local stack, which publishes no versions: the
+    function itself, as long as the template gives the function an alias (else, as in SAM, an error)."""
+    if function_alias(logical_id) is None:
+        raise KeyError(f"{logical_id} has no AutoPublishAlias, so {logical_id}.Alias does not exist")
+    return function_arn(logical_id)
+
+
+def condition(name: str) -> bool:
+    """A template condition, evaluated with the local stack's parameters (so `IsProd` is false here)."""
+    return bool(_evaluate(load().get("Conditions", {})[name]))
+
+
+def _evaluate(expression: Any) -> Any:
+    if isinstance(expression, dict) and len(expression) == 1:
+        ((key, arg),) = expression.items()
+        if key == "Fn::Equals":
+            return str(_evaluate(arg[0])) == str(_evaluate(arg[1]))
+        if key == "Fn::Not":
+            return not _evaluate(arg[0])
+        if key == "Fn::And":
+            return all(_evaluate(a) for a in arg)
+        if key == "Fn::Or":
+            return any(_evaluate(a) for a in arg)
+        if key == "Condition":
+            return condition(arg)
+    return resolve(expression)
+
+
 def resolve(value: Any, extra: dict[str, str] | None = None) -> Any:
     """Resolve the intrinsics the template uses, as they would be on the local stack."""
     if isinstance(value, dict) and len(value) == 1:
@@ -101,17 +141,22 @@ def resolve(value: Any, extra: dict[str, str] | None = None) -> Any:
         if key == "Fn::GetAtt":
             return function_arn(arg[0]) if arg[1] == "Arn" else f"{arg[0]}.{arg[1]}"
         if key == "Fn::If":
-            return resolve(arg[2], extra)  # local stage is never prod
+            return resolve(arg[1] if condition(arg[0]) else arg[2], extra)
     if isinstance(value, dict):
-        return {k: resolve(v, extra) for k, v in value.items()}
+        resolved = {k: resolve(v, extra) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}  # as CloudFormation drops them
     if isinstance(value, list):
-        return [resolve(v, extra) for v in value]
+        return [v for v in (resolve(v, extra) for v in value) if v is not NO_VALUE]
     return value
 
 
-def _ref(name: str, extra: dict[str, str] | None) -> str:
+def _ref(name: str, extra: dict[str, str] | None) -> Any:
     if extra and name in extra:
         return extra[name]
+    if name == "AWS::NoValue":
+        return NO_VALUE
+    if name.endswith(".Alias"):
+        return function_alias_arn(name.removesuffix(".Alias"))
     pseudo = {
         "Stage": LOCAL_STAGE,
         "AWS::Region": LOCAL_REGION,

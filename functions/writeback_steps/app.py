@@ -5,11 +5,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flowpilot import writeback_steps
-from flowpilot.observability import logger, metrics, tracer
+from flowpilot.observability import logger, metrics
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return writeback_steps.run(event["action"], event["state"])

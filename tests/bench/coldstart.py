@@ -1,8 +1,10 @@
 """Cold start: importing each function's handler module in a fresh interpreter, beside `import boto3` alone.
 
-Each sample is a new `.venv/bin/python -I` process (isolated: no cwd or PYTHONPATH on sys.path, so only
-the installed layer and site-packages are importable, as in Lambda) with the environment of
-`devstack.aws.environment()`, so settings parse. The child loads `functions/<dir>/app.py` exactly as
+Measured as AWS runs it. Each sample is a new `.venv/bin/python -I -S` process whose only site directory
+is `lambda_site.build()`: the layer's packages, `flowpilot` and the runtime's boto3, nothing else of the
+venv. Its environment is what Lambda gives that function (`lambda_environment`): the template's
+Globals and function `Environment`, Lambda's reserved variables, and those of `Tracing: Active`
+(`_X_AMZN_TRACE_ID`, `AWS_XRAY_*`). The child loads `functions/<dir>/app.py` exactly as
 `devstack.aws.load_function_module` does and prints the `time.perf_counter()` difference around it.
 Targets run round-robin, each round starting one target later, so a busy moment of the machine is shared.
 Bytecode caches are warm (a first untimed round writes them).
@@ -14,15 +16,21 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+from tests.bench import lambda_site
 
 BOTO3 = "boto3 alone"
 
 _CHILD = """\
 import importlib.util, sys, time
-name, path = sys.argv[1], sys.argv[2]
+name, path, site = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, site)
 sys.stderr.write("bench: timed import starts\\n")
 sys.stderr.flush()
 start = time.perf_counter()
@@ -43,6 +51,7 @@ class Target:
     label: str
     module_name: str
     path: str  # "-" = `import boto3`
+    env: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -58,26 +67,68 @@ class ColdStart:
 def targets() -> list[Target]:
     from devstack import template
 
-    out = [Target(BOTO3, "boto3", "-")]
+    out = [Target(BOTO3, "boto3", "-", lambda_environment(None))]
     for logical_id, function in template.functions().items():
         module_file = function.handler.rsplit(".", 1)[0]
         name = f"flowpilot_functions.{function.code_dir.name}.{module_file}"
-        out.append(Target(logical_id, name, str(function.code_dir / f"{module_file}.py")))
+        out.append(
+            Target(logical_id, name, str(function.code_dir / f"{module_file}.py"), lambda_environment(logical_id))
+        )
     return out
 
 
-def child_environment() -> dict[str, str]:
-    from devstack import aws
+# A trace header as Lambda sets it for an invocation of a function with `Tracing: Active`.
+TRACE_ID = "Root=1-6a1b2c3d-0123456789abcdef01234567;Parent=89abcdef01234567;Sampled=1;Lineage=1:abcd1234:0"
 
-    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}}
-    env.update(aws.environment(identity_mode="jwt"))
+
+def lambda_environment(logical_id: str | None) -> dict[str, str]:
+    """The environment Lambda gives a function with `Tracing: Active` (None: any function, for boto3 alone)."""
+    from devstack import template
+
+    name = template.physical_name(logical_id) if logical_id else "flowpilot-local-any"
+    memory = str(template.load().get("Globals", {}).get("Function", {}).get("MemorySize", 512))
+    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "TMPDIR"}}
+    env.update(
+        {
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "AWS_REGION": template.LOCAL_REGION,
+            "AWS_DEFAULT_REGION": template.LOCAL_REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "1",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": memory,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "2026/01/01/[1]0123456789abcdef0123456789abcdef",
+            "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+            "_HANDLER": "app.lambda_handler",
+            # Tracing: Active
+            "_X_AMZN_TRACE_ID": TRACE_ID,
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+            "_AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129",
+            "_AWS_XRAY_DAEMON_PORT": "2000",
+        }
+    )
+    if logical_id:
+        env.update(template.functions()[logical_id].environment)
     return env
 
 
-def _run(python: str, target: Target, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
+@cache
+def site() -> str:
+    """The child processes' only site directory (see lambda_site), built once per run."""
+    return str(lambda_site.build(Path(tempfile.mkdtemp(prefix="flowpilot-lambda-site-"))))
+
+
+def _run(python: str, target: Target, *flags: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [python, "-I", *flags, "-c", _CHILD, target.module_name, target.path],
-        env=env,
+        [python, "-I", "-S", *flags, "-c", _CHILD, target.module_name, target.path, site()],
+        env=target.env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -89,15 +140,14 @@ def _run(python: str, target: Target, env: dict[str, str], *flags: str) -> subpr
 
 
 def measure(rounds: int, python: str = sys.executable) -> dict[str, ColdStart]:
-    env = child_environment()
     all_targets = targets()
     for target in all_targets:  # warm the bytecode caches; not timed
-        _run(python, target, env)
+        _run(python, target)
     samples: dict[str, list[float]] = defaultdict(list)
     for round_no in range(rounds):
         shift = round_no % len(all_targets)
         for target in all_targets[shift:] + all_targets[:shift]:
-            samples[target.label].append(float(_run(python, target, env).stdout.strip().splitlines()[-1]))
+            samples[target.label].append(float(_run(python, target).stdout.strip().splitlines()[-1]))
     results = {
         label: ColdStart(label, values, statistics.median(values), min(values)) for label, values in samples.items()
     }
@@ -165,7 +215,7 @@ def import_profile(label: str, python: str = sys.executable, top: int = 8) -> di
     `pulled_in_by`: for the heaviest third-party packages, the import chain that first brought them in.
     """
     target = next(t for t in targets() if t.label == label)
-    entries = _parse_importtime(_run(python, target, child_environment(), "-X", "importtime").stderr)
+    entries = _parse_importtime(_run(python, target, "-X", "importtime").stderr)
     stdlib = sys.stdlib_module_names
     by_package: dict[str, int] = defaultdict(int)
     for entry in entries:

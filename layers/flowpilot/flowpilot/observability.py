@@ -1,14 +1,27 @@
-"""Logger, Tracer and Metrics, created once for every handler; nothing sensitive reaches a log line."""
+"""Logger and Metrics, created once for every handler, and the timing of calls that leave the process.
+
+Nothing sensitive reaches a log line. There is no tracing SDK: Lambda's `Tracing: Active` records the
+function and init segments natively, log lines carry the request id (`correlation_id`,
+`function_request_id`), the session id and the X-Ray trace id (`xray_trace_id`, from `_X_AMZN_TRACE_ID`),
+and `timed_call` gives PSA and model calls their latency as a metric and a log field.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+from flowpilot import snapstart
 
 SERVICE = "flowpilot-writeback"
 METRICS_NAMESPACE = "FlowPilot"
@@ -46,7 +59,8 @@ for _noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "httpx2", "a
 
 logger = Logger(service=SERVICE, log_uncaught_exceptions=True)
 logger.addFilter(_RedactingFilter())
-tracer = Tracer(service=SERVICE)
+# Every function imports this module at init, so every SnapStart snapshot carries the after-restore hook.
+snapstart.register()
 
 
 class _LockedEMFProvider(AmazonCloudWatchEMFProvider):
@@ -73,3 +87,43 @@ metrics = Metrics(
     service=SERVICE,
     provider=_LockedEMFProvider(namespace=METRICS_NAMESPACE, service=SERVICE, metric_set=_metric_store),
 )
+
+
+def emit(name: str, unit: MetricUnit, value: float, dimensions: dict[str, str]) -> None:
+    """One metric with its own dimensions (provider, operation, outcome...), flushed at once.
+
+    The shared `metrics` store has one set of dimensions per invocation; a value per provider or per
+    outcome does not fit it, so it goes out on its own EMF line (`single_metric`).
+    """
+    if is_metrics_disabled():  # single_metric prints whatever POWERTOOLS_METRICS_DISABLED says
+        return
+    with single_metric(
+        name=name,
+        unit=unit,
+        value=value,
+        namespace=METRICS_NAMESPACE,
+        default_dimensions={"service": SERVICE, **dimensions},
+    ):
+        pass
+
+
+@contextmanager
+def timed_call(metric: str, dimensions: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """Time one call that leaves the process (a PSA request, a model call): its latency as the metric
+    `metric` with `dimensions`, and one log line with the same fields plus whatever the caller puts in
+    the yielded dict (e.g. the HTTP status). A call that raises is timed too, with `outcome: error`.
+    """
+    fields: dict[str, Any] = {}
+    outcome = "ok"
+    start = time.perf_counter()
+    try:
+        yield fields
+    except BaseException:
+        outcome = "error"
+        raise
+    finally:
+        latency_ms = round((time.perf_counter() - start) * 1000, 1)
+        emit(metric, MetricUnit.Milliseconds, latency_ms, dimensions)
+        logger.info(
+            "timed call", extra={"call": metric, **dimensions, **fields, "outcome": outcome, "latency_ms": latency_ms}
+        )

@@ -16,7 +16,7 @@ from flowpilot.account_settings import Preferences
 from flowpilot.clock import now_iso
 from flowpilot.errors import FlowPilotError, InvalidInput, error_record
 from flowpilot.models import SessionStatus, WritebackOutcome
-from flowpilot.observability import logger, metrics
+from flowpilot.observability import MetricUnit, emit, logger, metrics
 from flowpilot.psa.base import (
     NoteKind,
     PostedNote,
@@ -57,6 +57,10 @@ def _honouring_retry_after[T](call: Callable[[], T]) -> T:
             logger.info("PSA rate limited; waiting as asked", extra={"retry_after": error.retry_after})
             time.sleep(error.retry_after)
     raise AssertionError("unreachable")
+
+
+def _provider_name(state: State) -> str:
+    return str(state["ticket"]["provider"]) if state.get("ticket") else "none"
 
 
 def _ids(state: State) -> tuple[str, str, str]:
@@ -373,6 +377,7 @@ def _close_session(state: State, *, local: bool) -> State:
     ledger.update(account_id, session_id, writeback_id, values)
     ledger.mark_finished(account_id, session_id, writeback_id, "succeeded")
     metrics.add_metric(name="WritebackSucceeded", unit="Count", value=1)
+    emit("Writebacks", MetricUnit.Count, 1, {"outcome": outcome.value, "provider": _provider_name(state)})
     state.update(outcome=outcome.value, finished_at=now)
     return state
 
@@ -468,6 +473,7 @@ def record_failure(state: State) -> State:
     ledger.finish_session(account_id, session_id, writeback_id, session_values)
     ledger.update(account_id, session_id, writeback_id, final)
     ledger.mark_finished(account_id, session_id, writeback_id, "failed")
+    emit("Writebacks", MetricUnit.Count, 1, {"outcome": "failed", "provider": _provider_name(state)})
     metrics.add_metric(name="WritebackFailed", unit="Count", value=1)
     return state
 

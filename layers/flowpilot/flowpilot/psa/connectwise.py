@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from flowpilot.observability import timed_call
 from flowpilot.psa.base import (
     BoardStatus,
     NoteKind,
@@ -364,7 +365,6 @@ class ConnectWiseProvider:
         params: Mapping[str, str] | None = None,
         json_body: object = None,
     ) -> httpx.Response:
-        from flowpilot.observability import timed_call  # here only because this method alone is being changed
 
         write = method != "GET"
         maybe = "; it may have been applied" if write else ""

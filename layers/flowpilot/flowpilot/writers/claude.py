@@ -28,12 +28,14 @@ import email.utils
 import math
 import re
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from flowpilot.config import settings
 from flowpilot.errors import BadGateway, FlowPilotError, UpstreamTimeout, UpstreamUnavailable
 from flowpilot.models import Evidence, PreviewKind, Session
+from flowpilot.observability import timed_call
 from flowpilot.writers.base import ESCALATION_HEADINGS, Usage, WrittenDocument, has_escalation_sections
 from flowpilot.writers.prompt import Prompt, build_prompt
 
@@ -51,6 +53,18 @@ _COMPLETE_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx, 529 "overloaded" included
 _HEADING_LINE = re.compile(r"^##(?!#)[ \t]*(?P<title>.*?)[ \t#]*$", re.MULTILINE)
 _CANONICAL_HEADINGS = {heading.casefold(): heading for heading in ESCALATION_HEADINGS}
+# Every live writer, so a SnapStart restore can drop their SDK clients (see `reset_clients`).
+_writers: weakref.WeakSet[ClaudeWriter] = weakref.WeakSet()
+
+
+def reset_clients() -> None:
+    """Drop every writer's SDK client and its connection pool; the next model call makes a fresh one.
+
+    Run after a SnapStart restore (`flowpilot.snapstart`): a pool from before the snapshot is shared by
+    every restored copy and may hold connections the network has long forgotten.
+    """
+    for writer in list(_writers):
+        writer._client = None
 
 
 class ClaudeWriter:
@@ -72,6 +86,7 @@ class ClaudeWriter:
         self._base_url = base_url
         self._sleep = sleep
         self._client: anthropic.Anthropic | None = None
+        _writers.add(self)
 
     @property
     def name(self) -> str:
@@ -112,27 +127,31 @@ class ClaudeWriter:
         deadline = time.monotonic() + config.anthropic_timeout_seconds
         for attempt in range(config.anthropic_max_retries + 1):
             try:
-                return self._sdk().messages.create(
-                    model=self.model,
-                    max_tokens=MAX_OUTPUT_TOKENS,
-                    # Cached: the rules (same for every preview of a kind) and the session (same for
-                    # every preview of a session); only the evidence after them changes.
-                    system=[{"type": "text", "text": prompt.system, "cache_control": {"type": "ephemeral"}}],
-                    messages=[
-                        {
-                            "role": "user",
-                            "content": [
-                                {
-                                    "type": "text",
-                                    "text": prompt.session_block,
-                                    "cache_control": {"type": "ephemeral"},
-                                },
-                                {"type": "text", "text": prompt.evidence_block},
-                            ],
-                        }
-                    ],
-                    timeout=max(deadline - time.monotonic(), 1.0),
-                )
+                with timed_call("ModelCallLatency", {"model": self.model}) as call:
+                    call["attempt"] = attempt + 1
+                    message = self._sdk().messages.create(
+                        model=self.model,
+                        max_tokens=MAX_OUTPUT_TOKENS,
+                        # Cached: the rules (same for every preview of a kind) and the session (same for
+                        # every preview of a session); only the evidence after them changes.
+                        system=[{"type": "text", "text": prompt.system, "cache_control": {"type": "ephemeral"}}],
+                        messages=[
+                            {
+                                "role": "user",
+                                "content": [
+                                    {
+                                        "type": "text",
+                                        "text": prompt.session_block,
+                                        "cache_control": {"type": "ephemeral"},
+                                    },
+                                    {"type": "text", "text": prompt.evidence_block},
+                                ],
+                            }
+                        ],
+                        timeout=max(deadline - time.monotonic(), 1.0),
+                    )
+                    call["stop_reason"] = message.stop_reason
+                return message
             except anthropic.AnthropicError as error:
                 failure, wait = _classify(error, attempt)
                 out_of_attempts = attempt == config.anthropic_max_retries
