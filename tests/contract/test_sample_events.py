@@ -14,9 +14,7 @@ def test_events_folder_is_current_and_complete() -> None:
     expected = sample_events.events()
     # env.local.json is `sam local invoke --env-vars` input, not an event.
     on_disk = {
-        p.name: json.loads(p.read_text())
-        for p in sample_events.EVENTS_DIR.glob("*.json")
-        if p.name != "env.local.json"
+        p.name: json.loads(p.read_text()) for p in sample_events.EVENTS_DIR.glob("*.json") if p.name != "env.local.json"
     }
     assert on_disk == expected, "events/ is stale: run `python -m devstack.sample_events`"
 
