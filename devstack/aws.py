@@ -6,6 +6,7 @@ Lambda tasks of the executed state machine are dispatched to the functions' real
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -148,17 +149,24 @@ def invoke_function(logical_id: str, payload: Any) -> tuple[Any, str | None]:
         }, type(error).__name__
 
 
+# One lock per process: the in-process harness and the threaded server share moto's one set of backends.
+_dynamodb_lock = threading.RLock()
+
+
 @contextmanager
 def atomic_dynamodb() -> Iterator[None]:
-    """Make moto's item operations atomic, as DynamoDB's are.
+    """Serve each emulated DynamoDB request whole, as DynamoDB does: no request sees another one half done.
 
     moto checks a write's condition and applies it without a lock, so two threads can both pass the same
-    condition; and it applies an update's SET actions one attribute at a time, so a concurrent read can see
-    half an update. Real DynamoDB does neither. Concurrency tests and the threaded local stack need that.
+    condition; it applies an update's SET actions one attribute at a time; and it serialises a read's items
+    after its backend call returned, so a concurrent write can change an item under the serialiser
+    ("dictionary changed size during iteration"). The lock covers each request from parsing to its response
+    body (`DynamoHandler.call_action`, used by both `mock_aws` and the threaded server), and the backend's item
+    operations for callers that skip the HTTP layer.
     """
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
-    lock = threading.RLock()
     names = (
         "put_item",
         "update_item",
@@ -171,16 +179,18 @@ def atomic_dynamodb() -> Iterator[None]:
         "transact_get_items",
         "batch_get_item",
     )
-    originals = {name: getattr(DynamoDBBackend, name) for name in names if hasattr(DynamoDBBackend, name)}
+    targets: list[tuple[type, str]] = [(DynamoHandler, "call_action")]
+    targets += [(DynamoDBBackend, name) for name in names if hasattr(DynamoDBBackend, name)]
 
     def locked(original: Callable[..., Any]) -> Callable[..., Any]:
-        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with lock:
+        @functools.wraps(original)
+        def whole(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with _dynamodb_lock:
                 return original(self, *args, **kwargs)
 
-        return write
+        return whole
 
-    patches = [mock.patch.object(DynamoDBBackend, name, locked(fn)) for name, fn in originals.items()]
+    patches = [mock.patch.object(owner, name, locked(getattr(owner, name))) for owner, name in targets]
     for patch in patches:
         patch.start()
     try:

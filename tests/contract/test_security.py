@@ -332,7 +332,27 @@ REFUSED_BASE_URLS = [
     "https://127.0.0.1:8443/apis/3.0",
     "HTTPS://169.254.169.254/latest",
 ]
-REFUSED_SITES = ["2130706433", "127.1", "0x7f000001", "10.0.0.5", "169.254.169.254", "localhost", "0"]
+REFUSED_SITES = [
+    *("2130706433", "127.1", "0x7f000001", "10.0.0.5", "169.254.169.254", "localhost", "0"),
+    *("na.myconnectwise.net:0", "na.myconnectwise.net:65536", "na.myconnectwise.net:99999"),
+]
+# URLs two parsers could read two ways, or that smuggle an address: refused as invalid_base_url in AWS mode and on
+# the local stack alike (tests/unit/test_egress.py has the full list against check_url itself).
+MALFORMED_BASE_URLS = [
+    "https://[::127.0.0.1]/apis/3.0",  # IPv4-compatible IPv6
+    "https://[::7f00:1]/apis/3.0",
+    "https://api-na.myconnectwise.net:0/apis/3.0",
+    "https://api-na.myconnectwise.net:65536/apis/3.0",
+    "https://api-na.myconnectwise.net:44x3/apis/3.0",
+    "https://api-na.myconnectwise.net\x00.evil.com/apis/3.0",  # NUL: inet_aton raised ValueError, a 500
+    "https://127.0.0.1\x00/apis/3.0",
+    "https://api-na.myconnect\twise.net/apis/3.0",
+    "https://api-na.myconnectwise.net/apis/3.0\r\nX-Injected: 1",
+    "https://api-na.myconnectwise.net/apis 3.0",
+    "https://@api-na.myconnectwise.net/apis/3.0",
+    "https://api-na.myconnectwise.net/apis/3.0?company=other",
+    "https://api-na.myconnectwise.net#@127.0.0.1/apis/3.0",
+]
 
 
 @pytest.fixture
@@ -361,6 +381,40 @@ def test_psa_base_url_cannot_reach_internal_addresses(api: Api, production_url_r
 @pytest.mark.parametrize("site", REFUSED_SITES)
 def test_psa_site_cannot_reach_internal_addresses(api: Api, production_url_rules: None, site: str) -> None:
     _assert_refused(api, {**CONNECTION, "site": site})
+
+
+@pytest.mark.parametrize(
+    ("identity_mode", "base_url"),
+    [("jwt", url) for url in MALFORMED_BASE_URLS] + [("local", url) for url in MALFORMED_BASE_URLS if "[::" not in url],
+    ids=repr,
+)
+def test_malformed_base_urls_are_invalid_base_url(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, identity_mode: str, base_url: str
+) -> None:
+    """AWS (jwt identity, production URL rules) and the local stack (X-Dev identity, loopback allowed) alike;
+    the local stack may point anywhere (the simulator), so only the shape rules apply there."""
+    from flowpilot.config import settings
+
+    monkeypatch.setenv("FLOWPILOT_IDENTITY_MODE", identity_mode)
+    monkeypatch.setenv("PSA_ALLOW_LOOPBACK", "false" if identity_mode == "jwt" else "true")
+    settings.cache_clear()
+    url = base_url if identity_mode == "jwt" else base_url.replace("https://", "http://")
+    identity: dict[str, Any] = (
+        {"account_id": "acct-a", "user_id": "engineer-a"}
+        if identity_mode == "jwt"
+        else {"account_id": None, "user_id": None, "headers": {"X-Dev-Account-Id": "acct-a"}}
+    )
+    response = call("PUT", "/account-settings/psa-connection", body={**CONNECTION, "base_url": url}, **identity)
+    settings.cache_clear()
+    assert response.status == 422, f"{url!r}: {response.status} {response.text}"
+    assert response.body["error"]["code"] == "invalid_base_url", response.text
+    assert call("GET", "/account-settings", **identity).body["psa"]["configured"] is False
+
+
+@pytest.mark.parametrize("site", ["127.0.0.1", "10.0.0.5", "na.myconnectwise.net:0", "na.myconnectwise.net:99999"])
+def test_site_is_checked_even_with_a_public_base_url(api: Api, production_url_rules: None, site: str) -> None:
+    public = "https://api-na.myconnectwise.net/v4_6_release/apis/3.0"
+    _assert_refused(api, {**CONNECTION, "site": site, "base_url": public})
 
 
 def test_public_psa_hosts_stay_accepted(api: Api, production_url_rules: None) -> None:

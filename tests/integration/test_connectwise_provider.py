@@ -437,10 +437,13 @@ def test_ignored_status_change_answers_200_but_a_refetch_shows_the_old_status(
 
 
 def test_workflow_revert_after_a_delay(sim: CWSimulator, cw: ConnectWiseProvider) -> None:
-    sim.set_faults(1001, revert_status_after=0.3)
+    # 2 s: the immediate check must land before the revert even on a busy CI machine.
+    sim.set_faults(1001, revert_status_after=2.0)
     cw.change_status("1001", 6)
     assert cw.fetch_ticket("1001").status.id == 6  # the immediate check passes...
-    time.sleep(0.5)
+    deadline = time.monotonic() + 60  # waits for the revert itself, not a fixed time
+    while sim.ticket(1001)["status"]["id"] != 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert cw.fetch_ticket("1001").status == StatusRef(2, "In Progress")  # ...the delayed one does not
 
 
@@ -498,13 +501,13 @@ def test_dropped_connection_after_commit_is_transient_and_the_marker_finds_the_n
 
 
 def test_slow_answer_past_the_timeout_is_transient(sim: CWSimulator, make: Factory) -> None:
-    sim.set_faults(1001, latency=1.0)
-    cw = make(timeout=0.1)
+    sim.set_faults(1001, latency=60.0)  # CW would answer after a minute; the simulator's thread is a daemon
+    cw = make(timeout=0.5)
     started = time.monotonic()
     with pytest.raises(PSATransientError) as err:
         cw.fetch_ticket("1001")
-    assert time.monotonic() - started < 0.8  # gave up at our timeout, did not wait for CW
-    assert "did not answer within 0.1s" in err.value.message
+    assert time.monotonic() - started < 30  # gave up at our timeout, did not wait for CW
+    assert "did not answer within 0.5s" in err.value.message
 
 
 def test_connection_refused_is_transient(sim: CWSimulator) -> None:
@@ -540,9 +543,10 @@ def test_wrong_keys_are_an_auth_error_without_the_keys(sim: CWSimulator, make: F
 
 
 def test_no_error_carries_the_keys(sim: CWSimulator, make: Factory) -> None:
-    cw = make(timeout=0.2)
+    # A timeout far from every other call's duration: a busy machine must not turn a 404 into a timeout.
+    cw = make(timeout=2.0)
     sim.set_faults(1001, rate_limit_next=1, fail_next=1, drop_after_commit_next=1)
-    sim.set_faults(1004, latency=0.5)
+    sim.set_faults(1004, latency=60.0)
     sim.set_faults(1002, note_flag_overrides={"detailDescriptionFlag": True})
     attempts: list[Callable[[], object]] = [
         lambda: cw.fetch_ticket("1001"),  # 429

@@ -245,7 +245,7 @@ def test_happy_path_costs_five_psa_calls_once_statuses_are_cached(api: Api, psa:
     ]
 
 
-def wait_for_drift_check(api: Api, session_id: str, writeback_id: str, timeout: float = 10.0) -> dict[str, Any]:
+def wait_for_drift_check(api: Api, session_id: str, writeback_id: str, timeout: float = 60.0) -> dict[str, Any]:
     import time
 
     deadline = time.monotonic() + timeout

@@ -82,7 +82,7 @@ def test_stop_is_clean_with_an_idle_keepalive_connection() -> None:
     assert client.get("/service/tickets/1001").status_code == 200  # leaves a pooled connection open
     started = time.monotonic()
     sim.stop()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4.5  # a hang would run into stop()'s 5 s join; busy CI takes well under 1 s
     with pytest.raises(httpx.TransportError):
         client.get("/service/tickets/1001")
     client.close()
@@ -415,10 +415,10 @@ def test_revert_status_immediately(sim: CWSimulator, cw: httpx.Client) -> None:
 
 
 def test_revert_status_after_a_delay(sim: CWSimulator, cw: httpx.Client) -> None:
-    sim.set_faults(1001, revert_status_after=0.2)
+    sim.set_faults(1001, revert_status_after=2.0)  # the immediate read lands first even on a busy machine
     patch_status(cw, 1001, "status", {"id": 6})
     assert cw.get("/service/tickets/1001").json()["status"]["id"] == 6
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 60
     while sim.ticket(1001)["status"]["id"] != 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sim.ticket(1001)["status"]["id"] == 2
@@ -428,10 +428,10 @@ def test_latency_delays_the_answer(sim: CWSimulator, cw: httpx.Client) -> None:
     sim.set_faults(1001, latency=0.3)
     started = time.monotonic()
     assert cw.get("/service/tickets/1001").status_code == 200
-    assert time.monotonic() - started >= 0.3
-    started = time.monotonic()
-    cw.get("/service/tickets/1002")
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started >= 0.3  # a lower bound: load only makes it longer
+    # Per ticket: with a minute's latency on 1001, 1002 still answers within the client's timeout.
+    sim.set_faults(1001, latency=60.0)
+    assert cw.get("/service/tickets/1002").status_code == 200
 
 
 def test_drop_after_commit_stores_the_note_and_sends_nothing(sim: CWSimulator, cw: httpx.Client) -> None:
@@ -469,7 +469,7 @@ def test_requests_are_recorded(sim: CWSimulator, cw: httpx.Client) -> None:
 
 
 def test_concurrent_requests(sim: CWSimulator) -> None:
-    latency, workers = 0.2, 16
+    latency, workers = 0.5, 16  # one after another would take 8 s; in parallel about 0.5 s, well under 4 s
     sim.set_faults(1001, latency=latency)
     statuses: list[int] = []
     limits = httpx.Limits(max_connections=workers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextvars
 import json
+import math
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -22,10 +23,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from flowpilot.errors import BadRequest, FlowPilotError, NotFound, UnsupportedMediaType
+from flowpilot.errors import BadRequest, FlowPilotError, InvalidInput, NotFound, UnsupportedMediaType
 from flowpilot.identity import Caller, caller_from_event
 from flowpilot.models import ErrorResponse
-from flowpilot.observability import logger, metrics, tracer
+from flowpilot.observability import logger, metrics
 
 _event: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("flowpilot_event")
 
@@ -97,10 +98,72 @@ def _body_error(event: dict[str, Any]) -> FlowPilotError | None:
         return UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
     try:
         raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else str(body).encode()
-        raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except (ValueError, UnicodeError):
         return BadRequest("The body is not UTF-8 encoded JSON.", code="invalid_json")
+    return _hostile_json(text)
+
+
+MAX_BODY_DEPTH = 32
+
+
+class BodyNotAnObject(InvalidInput):
+    """Every body is a JSON object; the resolver would take a list's first element as the body."""
+
+    code = "validation_error"
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "detail": [{"loc": ["body"], "type": "model_type", "msg": self.message}]}
+
+
+def _not_json(_constant: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _hostile_json(text: str) -> FlowPilotError | None:
+    """A body the resolver would mishandle: a 500 (parser recursion, overlong integers) or a non-object taken as one.
+
+    Malformed JSON is left to the resolver (its 422). Refused here: nesting deeper than MAX_BODY_DEPTH (the
+    parser's recursion would fail first), integers longer than Python converts, NaN/Infinity and floats that
+    overflow, escaped lone surrogates (valid JSON, but no UTF-8 can store them), and top-level non-objects.
+    """
+    try:
+        parsed = json.loads(text, parse_constant=_not_json)
+    except json.JSONDecodeError:
+        return None
+    except RecursionError:
+        return _too_deep()
+    except ValueError:  # an integer past sys.get_int_max_str_digits(), or NaN/Infinity
+        return BadRequest("The body has a number JSON cannot carry.", code="invalid_json")
+    if not isinstance(parsed, dict):
+        return BodyNotAnObject("The body must be a JSON object.")
+    pending: list[tuple[Any, int]] = [(parsed, 1)]
+    while pending:  # iterative: a recursive walk would fail on exactly the bodies it looks for
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if not value.isascii() and not _is_unicode(value):
+                return BadRequest("The body has a string that is not valid Unicode.", code="invalid_json")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return BadRequest("The body has a number JSON cannot carry.", code="invalid_json")
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_BODY_DEPTH:
+                return _too_deep()
+            children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children if isinstance(child, (str, float, dict, list)))
     return None
+
+
+def _too_deep() -> FlowPilotError:
+    return BadRequest(f"The body is nested deeper than {MAX_BODY_DEPTH} levels.", code="invalid_json")
+
+
+def _is_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _bind_session(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
@@ -141,11 +204,10 @@ def make_app(*routers: Router) -> APIGatewayHttpResolver:
 
 
 def handler_for(*routers: Router) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The Lambda entry point for a function made of `routers`, with logging, metrics and tracing wired."""
+    """The Lambda entry point for a function made of `routers`, with logging and metrics wired."""
     app = make_app(*routers)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-    @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         token = _event.set(event)

@@ -151,7 +151,9 @@ class ConnectWiseProvider:
     ) -> None:
         self._conn = conn
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(follow_redirects=False, transport=transport)
+        self._http = (
+            http if http is not None else httpx.Client(follow_redirects=False, transport=transport, trust_env=False)
+        )
         self._timeout = timeout
         self._base_url: str | None = conn.base_url.rstrip("/") if conn.base_url else None
         token = base64.b64encode(f"{conn.company_id}+{conn.public_key}:{conn.private_key}".encode()).decode()

@@ -65,7 +65,7 @@ def _http_client() -> httpx.Client:
     from flowpilot.psa.transport import PublicOnlyTransport
 
     transport = None if settings().psa_allow_loopback else PublicOnlyTransport()
-    return httpx.Client(follow_redirects=False, transport=transport)
+    return httpx.Client(follow_redirects=False, transport=transport, trust_env=False)
 
 
 def reset_clients() -> None:
