@@ -16,11 +16,34 @@ breaking (5xx or 401) the moment the note is stored, a step's Lambda answer lost
 state machine runs it again), 2-5 concurrent posts of one session (sometimes of both kinds), a client
 retrying a post that timed out (202), and a resume after a failure once the fault is cleared.
 
-Checked after every write-back, once its executions ended: at most one note per write-back and exactly
-one when the outcome says posted (the ledger's note id is that note), note flags per kind, the ledger
-terminal and agreeing with what the API answered, the session agreeing with the ticket (a claimed
-status that is no longer on the ticket only with drift recorded; a 502 psa_status_not_applied leaves
-the session active and the ticket off the target), no 500, no execution left running.
+Plan kinds beside these (classic) fault mixes, each also combined with the transient faults above (429,
+5xx, latency, commit-then-drop, a redelivered step) on its first or on its final post:
+- visibility: the tenant stores notes with the wrong visibility (an escalation customer-visible, a
+  resolution internal). Repairable: the post repairs it and answers 200. Sticky (no update can change
+  it): 502 psa_note_visibility_mismatch on every post (sometimes edited), and a resolve post of the same
+  session after a leaking escalation is a 502 too, with no note posted; once the tenant is fixed the
+  re-post answers 200.
+- amend: a silent reject (502 psa_status_not_applied, the note kept), then a re-post with the same text
+  (200, not amended) or an edited one (200, `note_amended: true`, still one note showing the new text);
+  sometimes the PSA drops the amendment once (502 psa_note_not_amended, the ledger's `markdown` unset,
+  no status change) before the re-post succeeds.
+- relink: the ticket relinked before the post under another spelling ("000123" is ticket 123); relinked
+  while a write-back runs (409 writeback_in_progress, the write-back keeps its ticket); relinked after a
+  502 to another ticket, where the post leaves a NEW note and the first ticket keeps its one note.
+
+Checked after every write-back, once its executions ended, and again for every plan at the end: every
+note on a ticket carries the marker of one write-back of that session aimed at that ticket, at most one
+note per marker; a succeeded write-back has exactly one note, on its ticket, showing the approved text
+(the markdown of the post that got the 200, after edits) plus the marker line, with its kind's flags
+(resolve: customer-visible with resolutionFlag; escalate: internalAnalysisFlag only); a note with the
+wrong visibility only where the last write-back that settled it answered psa_note_visibility_mismatch;
+the ledger's `markdown` is the note's text without the marker line (and never text that was not asked
+for), `note_amended` is claimed exactly when the kept note showed other text; the session's `psa_ticket`
+is the ticket holding the note; no 200 while any escalation note of the session is customer-visible
+(checked the moment each 200 arrives); the ledger terminal and agreeing with what the API answered, the
+session agreeing with the ticket (a claimed status that is no longer on the ticket only with drift
+recorded; a 502 psa_status_not_applied leaves the session active and the ticket off the target), no 500,
+no execution left running.
 """
 
 from __future__ import annotations
@@ -32,7 +55,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import boto3
@@ -55,9 +78,43 @@ TARGET = {(1, "resolve"): 5, (1, "escalate"): 6, (2, "resolve"): 25, (2, "escala
 OPEN_STATUSES = {1: (1, 2, 3), 2: (21, 22, 24)}
 NOTE_FLAGS = {
     "resolve": {"detailDescriptionFlag": True, "resolutionFlag": True, "internalAnalysisFlag": False},
-    "escalate": {"detailDescriptionFlag": False, "resolutionFlag": False, "internalAnalysisFlag": True},
+    "escalate": {
+        "detailDescriptionFlag": False,
+        "resolutionFlag": False,
+        "internalAnalysisFlag": True,
+        "issueFlag": False,
+    },
 }
+CUSTOMER_VISIBLE_FLAGS = ("detailDescriptionFlag", "resolutionFlag", "issueFlag")
 MARKER = re.compile(r"ref:fp-([A-Za-z0-9_-]+)")
+# The marker line the product appends to the approved text (DESIGN §5: "the approved text plus the marker").
+MARKER_LINE = re.compile(r"\n\n---\nFlowPilot ref:fp-[A-Za-z0-9_-]+$")
+# The ticket a relink moves a session to: ALT_TICKET_OFFSET + the plan's index.
+ALT_TICKET_OFFSET = 600000
+SCENARIOS = ("classic", "visibility", "amend", "relink")
+# Share of each plan kind; classic plans are generated exactly as before the other kinds existed.
+SCENARIO_WEIGHTS = (0.64, 0.13, 0.11, 0.12)
+# Tenant note defaults that give a note of the kind the wrong visibility (simulator `note_flag_overrides`).
+WRONG_VISIBILITY = {
+    "escalate": (
+        {"detailDescriptionFlag": True},
+        {"detailDescriptionFlag": True, "resolutionFlag": True, "internalAnalysisFlag": False},
+        {"issueFlag": True},
+    ),
+    "resolve": (
+        {"detailDescriptionFlag": False},
+        {"resolutionFlag": False, "internalAnalysisFlag": True},
+        {"detailDescriptionFlag": False, "resolutionFlag": False, "internalAnalysisFlag": True},
+    ),
+}
+RELINKS = ("before", "during", "after_502")
+RELINK_STEPS = ("prepare", "post_note", "transition", "verify", "record_success")
+RELINK_FAILURES = ("status", "visibility", "5xx_after_note")
+FAILURE_CODE = {
+    "status": "psa_status_not_applied",
+    "visibility": "psa_note_visibility_mismatch",
+    "5xx_after_note": "psa_unavailable",
+}
 TERMINAL = {"succeeded", "failed"}
 # The state machine's Retry: MaxAttempts 4, i.e. 5 attempts of a step. Up to 3 failures always recover.
 RECOVERABLE_FAILURES = 3
@@ -118,10 +175,43 @@ class Plan:
     concurrent_kinds: tuple[str, ...]
     client_timeout_retry: bool
     resume: bool
+    # The plan kind (SCENARIOS); the fields below only matter to the kinds named in their comments.
+    scenario: str = "classic"
+    # Every kind but classic: the transient faults above hit the "first" post or the "final" one.
+    faults_on: str = "first"
+    # visibility: the tenant's note defaults, and whether no note update can change them.
+    note_flag_overrides: dict[str, bool] = field(default_factory=dict)
+    sticky: bool = False
+    sticky_posts: int = 1
+    # visibility (sticky): the second 502 post carries edited text; escalate: a resolve post follows the 502s.
+    edit_while_sticky: bool = False
+    resolve_after_leak: bool = False
+    # amend: "same" text re-posted, "edited", or edited and the PSA "dropped" the first amendment.
+    amend: str = ""
+    # amend/visibility/relink: the final post carries a text no earlier post had.
+    edit_final: bool = False
+    # relink: when ("before", "during", "after_502"), at which step (during), why the first post failed
+    # (after_502), the kind of the post on the new ticket, and the spelling the ticket id is sent in.
+    relink: str = ""
+    relink_step: str = ""
+    relink_failure: str = ""
+    final_kind: str = ""
+    padding: str = "#"
 
     @property
     def ticket_id(self) -> int:
         return FIRST_TICKET_ID + self.index
+
+    @property
+    def alt_ticket_id(self) -> int:
+        return ALT_TICKET_OFFSET + self.index
+
+    def tickets(self) -> tuple[int, ...]:
+        return (self.ticket_id, self.alt_ticket_id) if self.scenario == "relink" else (self.ticket_id,)
+
+    def spelled(self, ticket_id: int) -> str:
+        """The ticket id in the plan's non-canonical spelling (leading zeros, surrounding blanks)."""
+        return self.padding.replace("#", str(ticket_id))
 
     @property
     def target(self) -> int:
@@ -190,7 +280,7 @@ def make_plan(seed: int, index: int) -> Plan:
         concurrent_kinds = (kind, *others)
     client_timeout_retry = len(concurrent_kinds) == 1 and rng.random() < 0.10
     resume = rng.random() < 0.6
-    return Plan(
+    classic = Plan(
         index=index,
         kind=kind,
         board_id=board_id,
@@ -207,6 +297,47 @@ def make_plan(seed: int, index: int) -> Plan:
         client_timeout_retry=client_timeout_retry,
         resume=resume,
     )
+    # A second stream, so classic plans stay what they were before the other kinds were added.
+    pick = random.Random(f"flowpilot-campaign-kind:{seed}:{index}")
+    scenario = pick.choices(SCENARIOS, weights=SCENARIO_WEIGHTS)[0]
+    if scenario == "classic":
+        return classic
+    # Only the transient faults combine with the other kinds: they must still end the way the kind says.
+    kind_fields: dict[str, Any] = {
+        "fail_next": fail_next if fail_next <= RECOVERABLE_FAILURES else 0,
+        "after_note": "",
+        "ignore_status_change": False,
+        "revert_status_after": None,
+        "concurrent_kinds": (kind,),
+        "client_timeout_retry": False,
+        "resume": False,
+        "scenario": scenario,
+        "faults_on": pick.choice(("first", "final")),
+        "edit_final": pick.random() < 0.5,
+        "padding": pick.choice(("0#", "00#", "000#", " 0# ", "#")),
+    }
+    if scenario == "visibility":
+        sticky = pick.random() < 0.5
+        kind_fields.update(
+            note_flag_overrides=dict(pick.choice(WRONG_VISIBILITY[kind])),
+            sticky=sticky,
+            sticky_posts=pick.randint(1, 2) if sticky else 1,
+            edit_while_sticky=sticky and pick.random() < 0.5,
+            resolve_after_leak=sticky and kind == "escalate" and pick.random() < 0.5,
+        )
+    elif scenario == "amend":
+        kind_fields["amend"] = pick.choice(("same", "edited", "dropped"))
+    else:
+        relink = pick.choice(RELINKS)
+        failure = pick.choices(RELINK_FAILURES, weights=(0.5, 0.4, 0.1))[0] if relink == "after_502" else ""
+        kind_fields.update(
+            relink=relink,
+            relink_step=pick.choice(RELINK_STEPS) if relink == "during" else "",
+            relink_failure=failure,
+            note_flag_overrides=dict(pick.choice(WRONG_VISIBILITY[kind])) if failure == "visibility" else {},
+            final_kind=pick.choice(KINDS) if relink == "after_502" else kind,
+        )
+    return replace(classic, **kind_fields)
 
 
 def markdown_for(kind: str, index: int, attempt: int) -> str:
@@ -226,6 +357,16 @@ def markdown_for(kind: str, index: int, attempt: int) -> str:
 
 class Violation(AssertionError):
     pass
+
+
+def customer_visible(note: dict[str, Any]) -> bool:
+    return any(note.get(name) is True for name in CUSTOMER_VISIBLE_FLAGS)
+
+
+def without_marker_line(text: str) -> str | None:
+    """The note's text without the marker line the product appends, or None when it does not end with one."""
+    match = MARKER_LINE.search(text)
+    return text[: match.start()] if match else None
 
 
 def check(condition: Any, message: str) -> None:
@@ -274,9 +415,14 @@ class Campaign:
         invoke = aws.invoke_function
 
         def invoke_maybe_twice(logical_id: str, payload: Any) -> tuple[Any, str | None]:
-            result, error = invoke(logical_id, payload)
             action = payload.get("action") if isinstance(payload, dict) else None
             sid = ((payload.get("state") or {}) if isinstance(payload, dict) else {}).get("session_id")
+            if action and sid and (relink := self.relink_at.get(sid)) and relink[0] == action:
+                # An engineer relinks the session while its write-back runs this step.
+                del self.relink_at[sid]
+                body = {"provider": "connectwise", "ticket_id": relink[1]}
+                self.relink_answers[sid].append(self.api.put(f"/ai-sessions/{sid}/psa-ticket", body))
+            result, error = invoke(logical_id, payload)
             if action and error is None and sid and self.redeliver.get(sid) == action:
                 del self.redeliver[sid]
                 self.count("redelivered")
@@ -285,9 +431,19 @@ class Campaign:
             return result, error
 
         monkeypatch.setattr(aws, "invoke_function", invoke_maybe_twice)
+        # session id -> (step, ticket id as sent): relink the session just before that step runs.
+        self.relink_at: dict[str, tuple[str, str]] = {}
+        self.relink_answers: defaultdict[str, list[ApiResponse]] = defaultdict(list)
         self.violations: list[tuple[Plan, str]] = []
         self.resumed: set[str] = set()
         self.writebacks: set[str] = set()
+        # writeback id -> the markdown and kind of the post that started it (a marker names its write-back).
+        self.sent: dict[str, str] = {}
+        self.kind_of: dict[str, str] = {}
+        # writeback id -> its terminal ledger state and error code, for the summary's outcomes.
+        self.ended: dict[str, str] = {}
+        self.done: list[Pending] = []
+        self.drifted: set[str] = set()
         self.phase: defaultdict[str, float] = defaultdict(float)
 
     # --- plumbing ---
@@ -303,16 +459,37 @@ class Campaign:
         self.monkeypatch.setenv("WRITEBACK_WAIT_SECONDS", f"{wait_seconds:g}")
         settings.cache_clear()
 
-    def post(self, session_id: str, kind: str, index: int, attempt: int) -> ApiResponse:
+    def post(self, session_id: str, kind: str, markdown: str, tickets: tuple[int, ...]) -> ApiResponse:
+        """One post; `tickets` are those the session may have written to (checked for leaks on a 200)."""
         t = time.perf_counter()
-        response = self.api.post(
-            f"/ai-sessions/{session_id}/{POST_PATH[kind]}", {"markdown": markdown_for(kind, index, attempt)}
-        )
+        response = self.api.post(f"/ai-sessions/{session_id}/{POST_PATH[kind]}", {"markdown": markdown})
         self.count(f"http_{response.status}")
         self.count("posts")
         with self._counts_lock:
             self.phase["post"] += time.perf_counter() - t
+            if response.status != 409 and (wb := self.writeback_id_of(response)):
+                self.sent[wb], self.kind_of[wb] = markdown, kind
+        if response.status == 200:
+            # At the moment of the 200, no internal note of this session may be customer-visible.
+            leaking = self.leaking_escalation_notes(tickets)
+            check(
+                not leaking,
+                f"HTTP 200 ({kind}, {response.body.get('writeback_id')}) while escalation note(s) of the session "
+                f"are customer-visible: {leaking}",
+            )
         return response
+
+    def leaking_escalation_notes(self, tickets: tuple[int, ...]) -> list[str]:
+        """The customer-visible notes, on these tickets, of this campaign's escalation write-backs."""
+        leaking = []
+        for tid in tickets:
+            for note in self.cw.notes(tid):
+                markers = MARKER.findall(note["text"])
+                escalation = any(self.kind_of.get(m) == "escalate" for m in markers)
+                if escalation and customer_visible(note):
+                    flags = {k: note.get(k) for k in (*CUSTOMER_VISIBLE_FLAGS, "internalAnalysisFlag")}
+                    leaking.append(f"ticket {tid} note {note['id']} {flags}")
+        return leaking
 
     def ledger(self, session_id: str, writeback_id: str) -> dict[str, Any]:
         response = self.api.get(f"/ai-sessions/{session_id}/writebacks/{writeback_id}")
@@ -392,13 +569,33 @@ class Campaign:
         cw, api = self.cw, self.api
         tid = plan.ticket_id
         t0 = time.perf_counter()
-        cw.add_ticket(tid, board_id=plan.board_id, status_id=plan.start_status, summary=f"Campaign ticket {plan.index}")
+        for t in plan.tickets():
+            cw.add_ticket(
+                t, board_id=plan.board_id, status_id=plan.start_status, summary=f"Campaign ticket {plan.index}"
+            )
+        # "before": the session starts on the other ticket and is relinked to this one before the post.
+        first_ticket = plan.alt_ticket_id if plan.relink == "before" else tid
         session = api.new_session(
             title=f"Campaign write-back {plan.index}",
-            psa_ticket={"provider": "connectwise", "ticket_id": str(tid)},
+            psa_ticket={"provider": "connectwise", "ticket_id": plan.spelled(first_ticket)},
+        )
+        check(
+            session["psa_ticket"]["ticket_id"] == str(first_ticket),
+            f"a session created on {plan.spelled(first_ticket)!r} names {session['psa_ticket']}",
         )
         sid = session["id"]
         self.phase["setup"] += time.perf_counter() - t0
+        pending = Pending(plan, sid)
+        if plan.scenario != "classic":
+            self.configure(drift_check_seconds=0, wait_seconds=20)
+            try:
+                {"visibility": self.visibility_plan, "amend": self.amend_plan, "relink": self.relink_plan}[
+                    plan.scenario
+                ](plan, pending)
+            finally:
+                self.redeliver.pop(sid, None)
+                self.relink_at.pop(sid, None)
+            return pending
         cw.set_faults(tid, **plan.faults())
         if plan.redeliver_step:
             self.redeliver[sid] = plan.redeliver_step
@@ -409,7 +606,6 @@ class Campaign:
         self.configure(
             drift_check_seconds=plan.drift_check_seconds, wait_seconds=0 if plan.client_timeout_retry else 20
         )
-        pending = Pending(plan, sid)
         answered = pending.answered
 
         if len(plan.concurrent_kinds) > 1:
@@ -417,7 +613,9 @@ class Campaign:
             with ThreadPoolExecutor(max_workers=len(plan.concurrent_kinds)) as pool:
                 responses = list(
                     pool.map(
-                        lambda item: self.post(sid, item[1], plan.index, item[0]),
+                        lambda item: self.post(
+                            sid, item[1], markdown_for(item[1], plan.index, item[0]), plan.tickets()
+                        ),
                         enumerate(plan.concurrent_kinds),
                     )
                 )
@@ -427,13 +625,13 @@ class Campaign:
             winners = [r for r in responses if r.status != 409]
             check(winners, f"all {len(responses)} concurrent posts answered 409: {[r.text for r in responses]}")
         else:
-            first = self.post(sid, plan.kind, plan.index, 0)
+            first = self.post(sid, plan.kind, markdown_for(plan.kind, plan.index, 0), plan.tickets())
             self.check_response(first)
             answered.append((plan.kind, first))
             if plan.client_timeout_retry and first.status == 202:
                 self.counts["client_timeouts"] += 1
                 # The client gave up waiting and posts again while the machine is still working.
-                again = self.post(sid, plan.kind, plan.index, 1)
+                again = self.post(sid, plan.kind, markdown_for(plan.kind, plan.index, 1), plan.tickets())
                 self.check_response(again)
                 answered.append((plan.kind, again))
                 if again.status == 409 and again.body["error"]["code"] == "session_already_closed":
@@ -451,11 +649,17 @@ class Campaign:
         """Once the executions ended: the invariants, then maybe a resume."""
         plan, sid, answered = pending.plan, pending.sid, pending.answered
         self.settle(sid, pending.writeback_ids())
+        self.done.append(pending)
+        if plan.scenario != "classic":
+            # Its posts were checked one by one as they ended; once more with everything it did.
+            self.check_invariants(plan, sid, answered)
+            self.counts["notes"] += sum(len(self.cw.notes(t)) for t in plan.tickets())
+            return
         if plan.client_timeout_retry and answered[0][1].status == 202:
             entry = self.ledger(sid, answered[0][1].body["writeback_id"])
             if entry["state"] == "succeeded":
                 # Once it is done, another retry of the client is told the session is closed.
-                late = self.post(sid, plan.kind, plan.index, 2)
+                late = self.post(sid, plan.kind, markdown_for(plan.kind, plan.index, 2), plan.tickets())
                 self.check_response(late)
                 check(
                     late.status == 409 and late.body["error"]["code"] == "session_already_closed",
@@ -490,7 +694,7 @@ class Campaign:
             auth_fail=False,
         )
         self.configure(drift_check_seconds=0, wait_seconds=20)
-        response = self.post(sid, kind, plan.index, 9)
+        response = self.post(sid, kind, markdown_for(kind, plan.index, 9), plan.tickets())
         self.check_response(response)
         answered.append((kind, response))
         self.resumed.add(self.writeback_id_of(response) or "")
@@ -527,6 +731,226 @@ class Campaign:
             f"after the resume the ticket is at {self.cw.ticket(tid)['status']}",
         )
 
+    # --- the other plan kinds: posts one after another, each checked once its execution ended ---
+
+    def expect(self, pending: Pending, kind: str, attempt: int, code: str, what: str) -> dict[str, Any]:
+        """Post text `attempt` of the plan; it must end succeeded (`code` "") or failed with `code`.
+
+        Returns the ledger entry. Also checks `note_amended` against the text the kept note showed before.
+        """
+        plan, sid = pending.plan, pending.sid
+        markdown = markdown_for(kind, plan.index, attempt)
+        shown_before = {
+            f"ref:fp-{marker}": without_marker_line(note["text"])
+            for t in plan.tickets()
+            for note in self.cw.notes(t)
+            for marker in MARKER.findall(note["text"])
+        }
+        response = self.post(sid, kind, markdown, plan.tickets())
+        self.check_response(response)
+        pending.answered.append((kind, response))
+        wb = self.writeback_id_of(response)
+        check(wb, f"{what}: the post started no write-back: HTTP {response.status} {response.text}")
+        assert wb is not None
+        self.poll_until_terminal(sid, wb)  # a 202 included
+        self.settle(sid, [wb])
+        entry = self.ledger(sid, wb)
+        ended = (entry.get("error") or {}).get("code") or ""
+        check(
+            ended == code,
+            f"{what}: expected {code or 'success'}, the {kind} post answered {response.status} and ended "
+            f"{entry['state']} {ended}: {entry.get('error') or ''}",
+        )
+        if not code:
+            before = shown_before.get(entry["note_marker"])
+            amended = before is not None and before.rstrip() != markdown.rstrip()
+            check(
+                bool(entry.get("note_amended")) is amended,
+                f"{what}: note_amended={entry.get('note_amended')}, the kept note showed {before!r} before "
+                f"the post asked for {markdown!r}",
+            )
+            self.count("note_amended" if amended else "note_posted" if before is None else "note_reused")
+        self.check_invariants(plan, sid, pending.answered)
+        return entry
+
+    def transient_faults(self, plan: Plan, sid: str, tid: int, phase: str | None = None) -> None:
+        """The plan's transient faults on this ticket, when they belong to this post ("first" or "final")."""
+        if phase is not None and plan.faults_on != phase:
+            return
+        self.cw.set_faults(
+            tid,
+            latency=plan.latency,
+            rate_limit_next=plan.rate_limit_next,
+            retry_after=1,
+            fail_next=plan.fail_next,
+            drop_after_commit_next=plan.drop_after_commit_next,
+        )
+        if plan.redeliver_step:
+            self.redeliver[sid] = plan.redeliver_step
+
+    def clear_faults(self, sid: str, tid: int) -> None:
+        self.redeliver.pop(sid, None)
+        self.after_note.pop(tid, None)
+        self.cw.set_faults(
+            tid,
+            latency=0.0,
+            rate_limit_next=0,
+            fail_next=0,
+            drop_after_commit_next=0,
+            ignore_status_change=False,
+            note_flag_overrides={},
+            note_flag_overrides_sticky=False,
+            ignore_note_update=False,
+        )
+
+    def relink(self, pending: Pending, tid: int) -> None:
+        plan, sid = pending.plan, pending.sid
+        body = {"provider": "connectwise", "ticket_id": plan.spelled(tid)}
+        response = self.api.put(f"/ai-sessions/{sid}/psa-ticket", body)
+        check(
+            response.status == 200
+            and response.body["psa_ticket"] == {"provider": "connectwise", "ticket_id": str(tid)},
+            f"relinking to {body['ticket_id']!r} answered {response.status}: {response.text}",
+        )
+        self.count("relinks")
+
+    def visibility_plan(self, plan: Plan, pending: Pending) -> None:
+        """The tenant stores notes with the wrong visibility: repaired (200), or a 502 until the tenant is fixed."""
+        tid, sid = plan.ticket_id, pending.sid
+        self.cw.set_faults(tid, note_flag_overrides=plan.note_flag_overrides, note_flag_overrides_sticky=plan.sticky)
+        if not plan.sticky:
+            self.transient_faults(plan, sid, tid)
+            self.expect(pending, plan.kind, 0, "", "a visibility the note update repairs")
+            self.count("visibility_repaired")
+            return
+        self.transient_faults(plan, sid, tid, "first")
+        attempt = 0
+        for n in range(plan.sticky_posts):
+            attempt = n if plan.edit_while_sticky else 0
+            entry = self.expect(pending, plan.kind, attempt, "psa_note_visibility_mismatch", f"sticky post {n + 1}")
+            notes = self.cw.notes(tid)
+            check(len(notes) == 1, f"sticky post {n + 1}: notes {[x['id'] for x in notes]} on the ticket")
+            details = entry["error"].get("details") or {}
+            check(
+                str(details.get("note_id")) == str(notes[0]["id"])
+                and details.get("customer_visible") is customer_visible(notes[0]),
+                f"sticky post {n + 1}: the 502 names {details}, the ticket shows {notes[0]}",
+            )
+            self.count("visibility_502")
+            if n == 0:  # the transient faults belong to the first post only
+                self.clear_faults(sid, tid)
+                self.cw.set_faults(tid, note_flag_overrides=plan.note_flag_overrides, note_flag_overrides_sticky=True)
+        kind = plan.kind
+        if plan.resolve_after_leak:
+            # The handoff leaks: resolving the same session must not answer 200 beside it, nor post anything.
+            self.expect(pending, "resolve", 0, "psa_note_visibility_mismatch", "a resolve while the handoff leaks")
+            notes = self.cw.notes(tid)
+            check(len(notes) == 1, f"a resolve beside a leaking handoff left notes {[x['id'] for x in notes]}")
+            self.count("guard_blocked")
+            kind = "resolve"
+        self.clear_faults(sid, tid)  # the tenant's admin fixed the note defaults
+        self.transient_faults(plan, sid, tid, "final")
+        final = 7 if plan.edit_final else attempt if kind == plan.kind else 0
+        entry = self.expect(pending, kind, final, "", "the re-post once the tenant was fixed")
+        notes = self.cw.notes(tid)
+        if kind == plan.kind:
+            check(
+                len(notes) == 1 and entry.get("note_reused_from"),
+                f"the re-post made notes {[x['id'] for x in notes]} (reused from {entry.get('note_reused_from')})",
+            )
+        else:
+            check(len(notes) == 2, f"the resolve after the repaired handoff left notes {[x['id'] for x in notes]}")
+
+    def amend_plan(self, plan: Plan, pending: Pending) -> None:
+        """A silent reject keeps the note; the re-post (same text, or edited: amended in place) succeeds."""
+        tid, sid, kind = plan.ticket_id, pending.sid, plan.kind
+        self.cw.set_faults(tid, ignore_status_change=True)
+        self.transient_faults(plan, sid, tid, "first")
+        self.expect(pending, kind, 0, "psa_status_not_applied", "a silently rejected status change")
+        kept = self.cw.notes(tid)
+        check(len(kept) == 1, f"the 502 left notes {[x['id'] for x in kept]}")
+        self.clear_faults(sid, tid)
+        attempt = 0 if plan.amend == "same" else 1
+        if plan.amend == "dropped":
+            self.cw.set_faults(tid, ignore_note_update=True)
+            entry = self.expect(pending, kind, 1, "psa_note_not_amended", "an amendment the PSA dropped")
+            check(
+                entry.get("markdown") is None and entry.get("requested_markdown") == markdown_for(kind, plan.index, 1),
+                f"the dropped amendment's ledger says markdown={entry.get('markdown')!r}",
+            )
+            status = self.cw.ticket(tid)["status"]["id"]
+            check(status == plan.start_status, f"a note that was not amended, yet the status moved to {status}")
+            notes = self.cw.notes(tid)
+            check(
+                len(notes) == 1 and without_marker_line(notes[0]["text"]) == markdown_for(kind, plan.index, 0),
+                f"the PSA dropped the amendment, yet the ticket shows {[x['text'] for x in notes]}",
+            )
+            self.cw.set_faults(tid, ignore_note_update=False)
+            self.count("amend_dropped")
+            attempt = 2 if plan.edit_final else 1
+        self.transient_faults(plan, sid, tid, "final")
+        entry = self.expect(pending, kind, attempt, "", f"the re-post ({plan.amend})")
+        notes = self.cw.notes(tid)
+        check(
+            [x["id"] for x in notes] == [kept[0]["id"]],
+            f"the re-post changed the notes from {[kept[0]['id']]} to {[x['id'] for x in notes]}",
+        )
+        check(
+            bool(entry.get("note_amended")) is (attempt != 0),
+            f"a re-post of text {attempt} over text 0 says note_amended={entry.get('note_amended')}",
+        )
+
+    def relink_plan(self, plan: Plan, pending: Pending) -> None:
+        """The session's ticket changes before, during, or after a failed write-back."""
+        tid, alt, sid = plan.ticket_id, plan.alt_ticket_id, pending.sid
+        if plan.relink == "before":
+            self.relink(pending, tid)
+            self.transient_faults(plan, sid, tid)
+            self.expect(pending, plan.kind, 0, "", "a post after relinking under another spelling")
+        elif plan.relink == "during":
+            self.relink_at[sid] = (plan.relink_step, plan.spelled(alt))
+            self.transient_faults(plan, sid, tid)
+            self.expect(pending, plan.kind, 0, "", f"a post relinked during {plan.relink_step}")
+            answers = self.relink_answers.pop(sid, [])
+            check(
+                [(r.status, r.body["error"]["code"]) for r in answers] == [(409, "writeback_in_progress")],
+                f"relinking during {plan.relink_step} answered {[(r.status, r.text) for r in answers]}",
+            )
+            late = self.api.put(f"/ai-sessions/{sid}/psa-ticket", {"provider": "connectwise", "ticket_id": str(alt)})
+            check(
+                late.status == 409 and late.body["error"]["code"] == "session_already_closed",
+                f"relinking a closed session answered {late.status}: {late.text}",
+            )
+            self.count("relink_409")
+        else:
+            failure = plan.relink_failure
+            if failure == "status":
+                self.cw.set_faults(tid, ignore_status_change=True)
+            elif failure == "visibility":
+                self.cw.set_faults(tid, note_flag_overrides=plan.note_flag_overrides, note_flag_overrides_sticky=True)
+            else:
+                self.after_note[tid] = {"fail_next": EXHAUSTING_FAILURES + 1}
+            self.transient_faults(plan, sid, tid, "first")
+            self.expect(pending, plan.kind, 0, FAILURE_CODE[failure], f"the first post ({failure})")
+            kept = self.cw.notes(tid)
+            check(len(kept) == 1, f"the failed post ({failure}) left notes {[x['id'] for x in kept]}")
+            self.clear_faults(sid, tid)
+            self.relink(pending, alt)
+            self.transient_faults(plan, sid, alt, "final")
+            entry = self.expect(
+                pending, plan.final_kind, 7 if plan.edit_final else 0, "", "the post to the relinked ticket"
+            )
+            moved = self.cw.notes(alt)
+            check(
+                not entry.get("note_reused_from") and [str(x["id"]) for x in moved] == [str(entry["note_id"])],
+                f"the post to the new ticket reused {entry.get('note_reused_from')!r}; its notes {moved}",
+            )
+            check(
+                [x["id"] for x in self.cw.notes(tid)] == [kept[0]["id"]],
+                f"the old ticket's notes changed from {[kept[0]['id']]} to {[x['id'] for x in self.cw.notes(tid)]}",
+            )
+            self.count("new_note_after_relink")
+
     def session(self, sid: str) -> dict[str, Any]:
         response = self.api.get(f"/ai-sessions/{sid}")
         check(response.status == 200, f"GET session answered {response.status}")
@@ -543,16 +967,17 @@ class Campaign:
 
     # --- invariants ---
 
-    def check_invariants(self, plan: Plan, sid: str, answered: list[tuple[str, ApiResponse]]) -> None:
+    def check_invariants(self, plan: Plan, sid: str, answered: list[tuple[str, ApiResponse]], when: str = "") -> None:
         t = time.perf_counter()
         try:
             self._check_invariants(plan, sid, answered)
+        except Violation as violation:
+            raise Violation(f"{when}{violation}") from None
         finally:
             self.phase["invariants"] += time.perf_counter() - t
 
     def _check_invariants(self, plan: Plan, sid: str, answered: list[tuple[str, ApiResponse]]) -> None:
         cw = self.cw
-        tid = plan.ticket_id
         writeback_ids = list(dict.fromkeys(wb for _, r in answered if (wb := self.writeback_id_of(r))))
         self.writebacks.update(writeback_ids)
         entries = {wb: self.ledger(sid, wb) for wb in writeback_ids}
@@ -595,47 +1020,113 @@ class Campaign:
                     f"HTTP {response.status} {code} but the ledger recorded {entry['error']['code']}",
                 )
 
-        # Notes: every note on the ticket is one of these write-backs', at most one per write-back
-        # (a resume reuses its predecessor's marker), and each carries the flags of its kind.
-        notes = cw.notes(tid)
-        by_marker: dict[str, list[dict[str, Any]]] = {}
-        for note in notes:
-            found = MARKER.findall(note["text"])
-            check(len(found) == 1, f"note {note['id']} carries markers {found}")
-            by_marker.setdefault(f"ref:fp-{found[0]}", []).append(note)
-        kind_of_marker = {e["note_marker"]: e["kind"] for e in entries.values()}
+        # Notes, on every ticket the session could have written to: each carries the marker of one write-back
+        # of this session aimed at that ticket, at most one note per marker (a resume reuses its
+        # predecessor's marker), and the visibility of its kind unless the last write-back that settled it
+        # answered psa_note_visibility_mismatch (a tenant no update can change).
+        notes_at = {t: cw.notes(t) for t in plan.tickets()}
+        marker_entries: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        for entry in sorted(entries.values(), key=lambda e: (e["created_at"], e["writeback_id"])):
+            marker_entries[entry["note_marker"]].append(entry)
+        by_marker: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for t, notes in notes_at.items():
+            for note in notes:
+                found = MARKER.findall(note["text"])
+                check(len(found) == 1, f"note {note['id']} on ticket {t} carries markers {found}")
+                by_marker.setdefault(f"ref:fp-{found[0]}", []).append((t, note))
         for marker, marked in by_marker.items():
-            check(
-                marker in kind_of_marker, f"note(s) {[n['id'] for n in marked]} with marker {marker} of no write-back"
-            )
-            check(len(marked) == 1, f"{len(marked)} notes {[n['id'] for n in marked]} for marker {marker}")
-            note = marked[0]
-            kind = kind_of_marker[marker]
-            flags = {name: note[name] for name in NOTE_FLAGS[kind]}
-            check(flags == NOTE_FLAGS[kind], f"{kind} note {note['id']} stored with flags {flags}")
-        notes_by_id = {str(n["id"]): n for n in notes}
+            where = [(t, n["id"]) for t, n in marked]
+            check(marker in marker_entries, f"note(s) {where} with marker {marker} of no write-back")
+            check(len(marked) == 1, f"{len(marked)} notes (ticket, id) {where} for marker {marker}")
+            t, note = marked[0]
+            group = marker_entries[marker]
+            aimed = {int(e["ticket"]["ticket_id"]) for e in group}
+            check(aimed == {t}, f"note {note['id']} ({marker}) is on ticket {t}; its write-backs aimed at {aimed}")
+            kind = group[0]["kind"]
+            flags = {name: note.get(name) is True for name in NOTE_FLAGS[kind]}
+            if flags != NOTE_FLAGS[kind]:
+                history = [(e["writeback_id"], e["state"], (e.get("error") or {}).get("code")) for e in group]
+                check(
+                    history[-1][1:] == ("failed", "psa_note_visibility_mismatch"),
+                    f"{kind} note {note['id']} on ticket {t} shows {flags}, needs {NOTE_FLAGS[kind]}; "
+                    f"its write-backs: {history}",
+                )
+        notes_by_id = {str(n["id"]): (t, n) for t, notes in notes_at.items() for n in notes}
+        session = self.session(sid)
         for wb, entry in entries.items():
             if entry.get("note_id"):
-                note = notes_by_id.get(str(entry["note_id"])) or {}
-                check(note, f"ledger {wb} names note {entry['note_id']}, not on the ticket")
+                t, note = notes_by_id.get(str(entry["note_id"])) or (0, {})
+                check(note, f"ledger {wb} names note {entry['note_id']}, on none of tickets {plan.tickets()}")
                 check(entry["note_marker"] in note["text"], f"note {entry['note_id']} lacks {entry['note_marker']}")
+                check(
+                    t == int(entry["ticket"]["ticket_id"]),
+                    f"ledger {wb} aims at {entry['ticket']}, its note is on {t}",
+                )
+            if entry.get("markdown") is not None:
+                # `markdown` is set only once the ticket was read back showing what this post asked for.
+                check(
+                    entry["markdown"] == entry.get("requested_markdown") == self.sent.get(wb),
+                    f"ledger {wb} records markdown {entry['markdown']!r}; the post asked for "
+                    f"{entry.get('requested_markdown')!r} (sent {self.sent.get(wb)!r})",
+                )
+            if entry["state"] == "failed" and entry["error"]["code"] in (
+                "psa_note_not_amended",
+                "psa_note_visibility_mismatch",
+            ):
+                check(entry.get("markdown") is None, f"ledger {wb} failed {entry['error']['code']}, records markdown")
             if entry.get("outcome") in (OUTCOME["resolve"], OUTCOME["escalate"]):
                 check(entry.get("note_id"), f"ledger {wb} says {entry['outcome']} without a note id")
+                marked = by_marker.get(entry["note_marker"], [])
                 check(
-                    len(by_marker.get(entry["note_marker"], [])) == 1,
-                    f"ledger {wb} says {entry['outcome']} but the ticket has "
-                    f"{len(by_marker.get(entry['note_marker'], []))} notes of it",
+                    len(marked) == 1,
+                    f"ledger {wb} says {entry['outcome']} but the tickets have {len(marked)} notes of it",
+                )
+                t, note = marked[0]
+                check(
+                    str(note["id"]) == str(entry["note_id"]) == str(entry["external_id"]),
+                    f"ledger {wb}: note_id {entry['note_id']}, external_id {entry['external_id']}, note on the "
+                    f"ticket {note['id']}",
+                )
+                shown = without_marker_line(note["text"])
+                check(
+                    shown is not None and note["text"].endswith(f"FlowPilot {entry['note_marker']}"),
+                    f"note {note['id']} does not end with its marker line: {note['text']!r}",
+                )
+                approved = self.sent.get(wb, "")
+                check(
+                    shown == approved.rstrip(),
+                    f"succeeded {wb}: the ticket shows {shown!r}, the post that got the 200 asked for {approved!r}",
+                )
+                check(
+                    (entry.get("markdown") or "").rstrip() == shown,
+                    f"succeeded {wb}: the ledger's markdown {entry.get('markdown')!r}, the ticket shows {shown!r}",
+                )
+                flags = {name: note.get(name) is True for name in NOTE_FLAGS[entry["kind"]]}
+                check(flags == NOTE_FLAGS[entry["kind"]], f"succeeded {wb}: its note shows {flags}")
+                check(
+                    (session.get("psa_ticket") or {}).get("ticket_id") == str(t),
+                    f"succeeded {wb} wrote to ticket {t}; the session names {session.get('psa_ticket')}",
                 )
                 check(entry["external_id"] == entry["note_id"], f"ledger {wb}: external_id != note_id")
+                if entry.get("note_amended"):
+                    check(entry.get("note_reused_from"), f"ledger {wb} amended a note it did not inherit")
+        for _, response in answered:
+            if response.status == 200:
+                entry = entries[response.body["writeback_id"]]
+                check(
+                    response.body["note_amended"] is bool(entry.get("note_amended")),
+                    f"HTTP 200 says note_amended={response.body['note_amended']}, ledger {entry.get('note_amended')}",
+                )
 
         # The session agrees with the ticket.
-        session = self.session(sid)
-        ticket_status = cw.ticket(tid)["status"]["id"]
         succeeded = [e for e in entries.values() if e["state"] == "succeeded"]
         check(len(succeeded) <= 1, f"{len(succeeded)} write-backs of one session succeeded")
         if succeeded:
             entry = succeeded[0]
             kind = entry["kind"]
+            ticket_status = cw.ticket(entry["ticket"]["ticket_id"])["status"]["id"]
+            leaking = self.leaking_escalation_notes(plan.tickets())
+            check(not leaking, f"the session is {session['status']}; escalation notes are customer-visible: {leaking}")
             target = TARGET[(plan.board_id, kind)]
             check(session["status"] == CLOSED_STATUS[kind], f"ledger succeeded, session is {session['status']}")
             check(
@@ -658,7 +1149,7 @@ class Campaign:
                     f"ticket now at {ticket_status}, verified {target}, drift recorded {drift}",
                 )
                 check(last["drift_detected"] is True, f"drift on the ledger, session says {last}")
-                self.counts["drift"] += 1
+                self.drifted.add(entry["writeback_id"])
             if plan.late_revert and entry["writeback_id"] not in self.resumed:
                 check(drift["drifted"] is True, f"a workflow reverted the ticket, drift says {drift}")
         else:
@@ -668,12 +1159,12 @@ class Campaign:
             ]
             check(
                 session["status"] == "active",
-                f"no write-back succeeded, yet the session is {session['status']} (ticket at {ticket_status}); "
-                f"ledger: {states}",
+                f"no write-back succeeded, yet the session is {session['status']}; ledger: {states}",
             )
             for entry in entries.values():
                 if entry["error"]["code"] == "psa_status_not_applied":
                     target = TARGET[(plan.board_id, entry["kind"])]
+                    ticket_status = cw.ticket(entry["ticket"]["ticket_id"])["status"]["id"]
                     check(ticket_status != target, f"502 psa_status_not_applied, ticket is at the target {target}")
                     details = entry["error"].get("details") or {}
                     check(details.get("expected_status_id") == target, f"502 details {details}")
@@ -682,6 +1173,8 @@ class Campaign:
                         f"502 after the note was posted, but note_kept={details.get('note_kept')}, "
                         f"note_id={entry.get('note_id')}",
                     )
+        for wb, entry in entries.items():
+            self.ended[wb] = entry.get("outcome") or (entry.get("error") or {}).get("code") or entry["state"]
         newest = max(entries.values(), key=lambda e: (e["created_at"], e["writeback_id"]), default=None)
         if newest is not None:
             last = session["last_writeback"] or {}
@@ -748,13 +1241,11 @@ def test_fault_campaign(
         },
     )
     assert response.status == 200, response.text
-    # Time budget: the post handler polls its ledger entry with a backoff up to 0.5 s, so a write-back
-    # that takes 0.4 s is answered at 0.75 s. Poll every 50 ms instead: only when the handler looks
-    # changes, never what it answers (WRITEBACK_WAIT_SECONDS still bounds the wait).
+    # Time budget: the post handler polls for the write-back's end every 100 ms. Poll every 50 ms instead:
+    # only when the handler looks changes, never what it answers (WRITEBACK_WAIT_SECONDS bounds the wait).
     from flowpilot import writeback
 
-    monkeypatch.setattr(writeback, "_POLL_FIRST", 0.02)
-    monkeypatch.setattr(writeback, "_POLL_MAX", 0.05)
+    monkeypatch.setattr(writeback, "POLL_INTERVAL_SECONDS", 0.05, raising=False)
     campaign = Campaign(seed, api, psa, monkeypatch, aws_env["state_machines"].split(","))
     started = time.monotonic()
     # Write-backs waiting for their drift re-check (a 1 s Wait state): checked once it ran, while the
@@ -783,6 +1274,7 @@ def test_fault_campaign(
         plan_started = time.monotonic()
         pending = guarded(plan, campaign.start, plan)
         campaign.counts["plans"] += 1
+        campaign.counts[f"kind_{plan.scenario}"] += 1
         if pending is None:
             continue
         pending.started = plan_started
@@ -798,19 +1290,30 @@ def test_fault_campaign(
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while aws.running_executions(campaign.machines) and time.monotonic() < deadline:
         time.sleep(0.05)
+    # Every plan once more, now that all ran: nothing a later plan did may have changed what it left behind.
+    for pending in campaign.done:
+        guarded(pending.plan, campaign.check_invariants, pending.plan, pending.sid, pending.answered, "at the end: ")
     campaign.count_psa_faults()
     elapsed = time.monotonic() - started
     left_running = aws.running_executions(campaign.machines)
 
     c = campaign.counts
+    outcomes = Counter(campaign.ended.values())
     summary = (
-        f"campaign seed={seed} plans={c['plans']} writebacks={len(campaign.writebacks)} posts={c['posts']} "
-        f"resolved={c['resolved']} escalated={c['escalated']} 200={c['http_200']} 202={c['http_202']} "
+        f"campaign seed={seed} plans={c['plans']} ("
+        + " ".join(f"{kind}={c[f'kind_{kind}']}" for kind in SCENARIOS)
+        + f") writebacks={len(campaign.writebacks)} ("
+        + " ".join(f"{outcome}={n}" for outcome, n in sorted(outcomes.items()))
+        + f") posts={c['posts']} 200={c['http_200']} 202={c['http_202']} "
         f"409={c['http_409']} 502={c['http_502']} 503={c['http_503']} "
         f"status_not_applied={c['status_not_applied']} exhausted={c['exhausted']}+{c['5xx_after_note']} "
         f"auth_after_note={c['auth_after_note']} resumes={c['resumes']} concurrent={c['concurrent_groups']} "
         f"client_timeouts={c['client_timeouts']} redelivered={c['redelivered']} notes={c['notes']} "
-        f"drift={c['drift']} retries={c['psa_429'] + c['psa_5xx'] + c['psa_dropped']} "
+        f"drift={len(campaign.drifted)} visibility_repaired={c['visibility_repaired']} "
+        f"visibility_502={c['visibility_502']} resolve_blocked_by_leak={c['guard_blocked']} "
+        f"amended={c['note_amended']} amend_dropped={c['amend_dropped']} relinks={c['relinks']} "
+        f"relink_409={c['relink_409']} new_note_after_relink={c['new_note_after_relink']} "
+        f"retries={c['psa_429'] + c['psa_5xx'] + c['psa_dropped']} "
         f"(429={c['psa_429']} 5xx={c['psa_5xx']} dropped={c['psa_dropped']}) "
         f"violations={len(campaign.violations)} elapsed={elapsed:.1f}s"
     )

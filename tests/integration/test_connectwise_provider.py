@@ -199,6 +199,7 @@ def test_resolution_note_is_sent_customer_visible_with_notifications(sim: CWSimu
         "detailDescriptionFlag": True,
         "resolutionFlag": True,
         "internalAnalysisFlag": False,
+        "issueFlag": False,
         "customerUpdatedFlag": False,
         "processNotifications": True,
     }
@@ -215,6 +216,7 @@ def test_internal_note_is_internal_despite_cws_external_flag_echo(sim: CWSimulat
         "internalAnalysisFlag": True,
         "detailDescriptionFlag": False,
         "resolutionFlag": False,
+        "issueFlag": False,
         "customerUpdatedFlag": False,
         "processNotifications": False,  # escalations never notify the customer
     }
@@ -258,6 +260,7 @@ def test_note_update_repairs_visibility_and_text_without_notifying(sim: CWSimula
         "internalAnalysisFlag": True,
         "detailDescriptionFlag": False,
         "resolutionFlag": False,
+        "issueFlag": False,
         "processNotifications": False,
     }
     after = cw.get_note("1002", note.id)

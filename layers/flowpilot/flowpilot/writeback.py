@@ -208,18 +208,25 @@ def _ledger_entry(
 def _internal_notes_to_guard(
     kind: WritebackKind, ticket: dict[str, Any] | None, raw_session: dict[str, Any]
 ) -> list[dict[str, str]]:
-    """A failed escalation's internal note, which a resolve post must find internal before it can answer 200."""
-    pending = raw_session.get("pending_note_escalate") or {}
-    if (
-        kind is not WritebackKind.resolve
-        or ticket is None
-        or not pending.get("note_id")
-        or not pending.get("ticket_id")
-    ):
+    """Failed escalations' internal notes this post will not itself settle (a resolve post, or a post to another
+    ticket after a relink): each must be found internal before this post can answer 200."""
+    if ticket is None:
         return []
-    if pending.get("provider", ticket["provider"]) != ticket["provider"]:
-        return []
-    return [{"ticket_id": canonical_ticket_id(str(pending["ticket_id"])), "note_id": str(pending["note_id"])}]
+    # Notes earlier failed posts already had to guard (a relink may have left them on another ticket),
+    # and the newest failed escalation's own note.
+    candidates = [*(raw_session.get("guard_internal_notes") or []), raw_session.get("pending_note_escalate") or {}]
+    guards: list[dict[str, str]] = []
+    for note in candidates:
+        if not isinstance(note, dict) or not note.get("note_id") or not note.get("ticket_id"):
+            continue
+        if (note.get("provider") or ticket["provider"]) != ticket["provider"]:
+            continue
+        if kind is WritebackKind.escalate and _same_ticket(note["ticket_id"], ticket["ticket_id"]):
+            continue  # resumed by this very post, which reads it back and repairs it
+        guard = {"ticket_id": canonical_ticket_id(str(note["ticket_id"])), "note_id": str(note["note_id"])}
+        if guard not in guards:
+            guards.append(guard)
+    return guards
 
 
 def _stored_ticket(raw_session: dict[str, Any]) -> dict[str, str] | None:

@@ -460,6 +460,9 @@ def record_failure(state: State) -> State:
         return state
     final = {"state": "failed", "error": error, "finished_at": entry.get("finished_at") or now, "updated_at": now}
     session_values: dict[str, Any] = {"last_writeback": _summary({**entry, **final}), "updated_at": now}
+    if state.get("guard_internal_notes"):
+        # Still unverified internal notes (e.g. on a ticket the session was relinked away from): later posts too.
+        session_values["guard_internal_notes"] = state["guard_internal_notes"]
     if entry.get("post_attempted") or entry.get("note_id"):
         session_values[f"pending_note_{state['kind']}"] = {
             "writeback_id": writeback_id,

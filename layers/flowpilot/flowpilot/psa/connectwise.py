@@ -56,11 +56,13 @@ _NOTE_FLAGS: dict[NoteKind, dict[str, bool]] = {
         "detailDescriptionFlag": True,
         "resolutionFlag": True,
         "internalAnalysisFlag": False,
+        "issueFlag": False,
     },
     NoteKind.internal_analysis: {
         "internalAnalysisFlag": True,
         "detailDescriptionFlag": False,
         "resolutionFlag": False,
+        "issueFlag": False,  # "Issue" notes show on the customer portal too
     },
 }
 
