@@ -36,7 +36,10 @@ _load_lock = threading.RLock()
 
 def environment(identity_mode: str = "local", endpoint_url: str | None = None) -> dict[str, str]:
     """Process environment for running every function locally, from the template's own variables."""
-    env: dict[str, str] = {
+    env: dict[str, str] = {}
+    for function in template.functions().values():
+        env.update(function.environment)
+    env |= {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
@@ -47,8 +50,6 @@ def environment(identity_mode: str = "local", endpoint_url: str | None = None) -
         "FLOWPILOT_IDENTITY_MODE": identity_mode,
         "PSA_ALLOW_LOOPBACK": "true",
     }
-    for function in template.functions().values():
-        env.update(function.environment)
     env["FLOWPILOT_STAGE"] = template.LOCAL_STAGE
     if endpoint_url:
         env["AWS_ENDPOINT_URL"] = endpoint_url

@@ -48,8 +48,9 @@ def function_environment(logical_id: str, endpoint_url: str) -> dict[str, str]:
 def env_local(endpoint_url: str = DEFAULT_MOTO_ENDPOINT) -> dict[str, dict[str, str]]:
     """`sam local invoke --env-vars` file: every function pointed at the local stack's moto and names."""
     env = aws.environment(identity_mode="jwt", endpoint_url=endpoint_url)
-    wanted = {k: v for k, v in env.items() if not k.startswith("AWS_") or k == "AWS_ENDPOINT_URL"}
-    wanted["POWERTOOLS_METRICS_DISABLED"] = "true"
+    # Only what the template declares: SAM passes nothing else into the container.
+    wanted = {k: v for k, v in env.items() if not k.startswith(("AWS_", "POWERTOOLS_DEV", "POWERTOOLS_TRACE"))}
+    wanted["FLOWPILOT_AWS_ENDPOINT_URL"] = endpoint_url
     return {"Parameters": dict(sorted(wanted.items()))}
 
 
@@ -75,7 +76,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("events", nargs="+", type=Path, help="event files (events/*.json)")
+    parser.add_argument("events", nargs="*", type=Path, help="event files (events/*.json)")
     parser.add_argument("--function", "-f", help="logical id in template.yaml (default: from the routeKey)")
     parser.add_argument("--api", default=default_api(), help="the running stack (default: from API_PORT)")
     parser.add_argument("--write-env-local", action="store_true", help=f"rewrite {ENV_LOCAL_PATH.name} and exit")
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_env_local:
         ENV_LOCAL_PATH.write_text(json.dumps(env_local(), indent=2) + "\n")
         return 0
+    if not args.events:
+        parser.error("give at least one event file (events/*.json)")
     events = [(path, _load(path)) for path in args.events]
     functions = template.functions()
     if args.function and args.function not in functions:

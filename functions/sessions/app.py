@@ -8,9 +8,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from flowpilot import sessions
 from flowpilot.api import BODY_ERRORS, caller, handler_for, responses
 from flowpilot.models import (
+    EVIDENCE_PAGE_MAX,
     ID_PATTERN,
     Evidence,
     EvidenceCreateRequest,
+    EvidenceList,
     LinkTicketRequest,
     Session,
     SessionCreateRequest,
@@ -44,6 +46,15 @@ def list_sessions(
 @router.post("/ai-sessions/<session_id>/evidence", responses=responses(Evidence, *BODY_ERRORS, 404, 409, status=201))
 def add_evidence(session_id: SessionId, body: EvidenceCreateRequest) -> tuple[Evidence, int]:
     return sessions.add_evidence(caller(), session_id, body), 201
+
+
+@router.get("/ai-sessions/<session_id>/evidence", responses=responses(EvidenceList, 404))
+def list_evidence(
+    session_id: SessionId,
+    limit: Annotated[int, Query(ge=1, le=EVIDENCE_PAGE_MAX)] = EVIDENCE_PAGE_MAX,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> EvidenceList:
+    return sessions.list_evidence(caller(), session_id, limit, cursor)
 
 
 @router.put("/ai-sessions/<session_id>/psa-ticket", responses=responses(Session, *BODY_ERRORS, 404, 409))

@@ -21,6 +21,7 @@ EXPECTED: dict[str, str] = {
     "GET /ai-sessions": "own-data",
     "GET /ai-sessions/{session_id}": "404",
     "POST /ai-sessions/{session_id}/evidence": "404",
+    "GET /ai-sessions/{session_id}/evidence": "404",
     "PUT /ai-sessions/{session_id}/psa-ticket": "404",
     "POST /ai-sessions/{session_id}/suggested-fixes": "404",
     "GET /ai-sessions/{session_id}/suggested-fixes": "404",

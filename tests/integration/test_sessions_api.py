@@ -324,3 +324,49 @@ def test_concurrent_requests_through_the_gateway_each_keep_their_own_body(api: A
     assert {t: r.status for t, r in answers.items()} == dict.fromkeys(texts, 201)
     assert all(r.body["text"] == t for t, r in answers.items())
     assert sorted(e.text for e in session_store.iter_evidence("acct-a", sid)) == sorted(texts)
+
+
+def test_evidence_lists_in_the_order_added_page_by_page(api: Api) -> None:
+    sid = api.new_session()["id"]
+    texts = [f"Step {n}: checked the switch port" for n in range(30)]
+    for text in texts:
+        assert api.post(f"/ai-sessions/{sid}/evidence", {"kind": "tried", "text": text}).status == 201
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = {"limit": "7", **({"cursor": cursor} if cursor else {})}
+        page = api.get(f"/ai-sessions/{sid}/evidence", query=query)
+        assert page.status == 200, page.text
+        assert len(page.body["items"]) <= 7
+        seen += [item["text"] for item in page.body["items"]]
+        pages += 1
+        cursor = page.body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == texts and pages == 5
+    assert api.get(f"/ai-sessions/{sid}/evidence").body["next_cursor"] is not None  # default page: 25
+
+
+def test_evidence_cursor_is_bound_to_its_session_and_limit_bounded(api: Api) -> None:
+    first, second = api.new_session()["id"], api.new_session()["id"]
+    for sid in (first, second):
+        for n in range(3):
+            api.post(f"/ai-sessions/{sid}/evidence", {"kind": "confirmed", "text": f"fact {n}"})
+    cursor = api.get(f"/ai-sessions/{first}/evidence", query={"limit": "1"}).body["next_cursor"]
+    foreign = api.get(f"/ai-sessions/{second}/evidence", query={"cursor": cursor})
+    assert foreign.status == 422 and foreign.body["error"]["code"] == "invalid_cursor"
+    for bad in ("x", "eyJ2IjoxfQ", cursor[:-3]):
+        assert api.get(f"/ai-sessions/{first}/evidence", query={"cursor": bad}).status == 422
+    assert api.get(f"/ai-sessions/{first}/evidence", query={"limit": "26"}).status == 422
+    assert api.get("/ai-sessions/ses_missing/evidence").status == 404
+
+
+def test_a_full_evidence_page_stays_under_lambdas_response_limit_by_construction() -> None:
+    from flowpilot.models import EVIDENCE_PAGE_MAX, EvidenceCreateRequest
+
+    schema = EvidenceCreateRequest.model_json_schema()
+    text_max = schema["properties"]["text"]["maxLength"]
+    result_max = schema["properties"]["result"]["anyOf"][0]["maxLength"]
+    worst_item = (text_max + result_max) * 14 + 2_000  # 14 bytes: the longest JSON escape of one character
+    assert EVIDENCE_PAGE_MAX * worst_item + 4_096 < 6 * 1024 * 1024

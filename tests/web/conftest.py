@@ -24,7 +24,12 @@ from devstack.stack import free_port
 from tests.web.static_proxy import CSP, ConsoleProxy
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Every run takes the screenshots; only `FLOWPILOT_UPDATE_SCREENSHOTS=1` replaces the committed ones in docs/.
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("FLOWPILOT_UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "flowpilot-screenshots"
+)
 AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1" / "axe.min.js"
 CHROMIUM_ARGS = [
     "--headless",

@@ -401,3 +401,17 @@ def test_first_load_is_under_150_kb(browser: Any, stack: Stack, api: httpx.Clien
     assert sizes["sessions list"] < 150 * 1024, sizes
     assert sizes["session page"] < 150 * 1024, sizes
     assert sizes["session page + first preview"] > sizes["session page"]  # the renderer really loads on demand
+
+
+def test_stored_evidence_is_listed_in_order_with_more_on_request(page: Any, api: httpx.Client) -> None:
+    session_id = new_session(api, "Printer offline on the third floor")
+    for n in range(27):
+        add_evidence(api, session_id, "tried", f"Power-cycled printer attempt {n:02d}")
+    open_session(page, session_id)
+    items = page.locator(".evidence-list > li")
+    expect(items).to_have_count(25)
+    expect(items.first).to_contain_text("attempt 00")
+    page.get_by_role("button", name="More evidence").click()
+    expect(items).to_have_count(27)
+    expect(items.last).to_contain_text("attempt 26")
+    expect(page.get_by_role("button", name="More evidence")).to_be_hidden()

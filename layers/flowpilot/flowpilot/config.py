@@ -31,6 +31,8 @@ class Settings(BaseModel):
     template_builder_path: str = "/script-templates/builder"
     # Only the local stack and tests talk to a PSA on loopback (the ConnectWise simulator).
     psa_allow_loopback: bool = False
+    # `sam local invoke` against the local stack's moto; empty in AWS (boto3's own endpoints).
+    aws_endpoint_url: str = ""
 
 
 _ENV = {
@@ -49,6 +51,7 @@ _ENV = {
     "anthropic_api_key_secret": "ANTHROPIC_API_KEY_SECRET",
     "template_builder_path": "TEMPLATE_BUILDER_PATH",
     "psa_allow_loopback": "PSA_ALLOW_LOOPBACK",
+    "aws_endpoint_url": "FLOWPILOT_AWS_ENDPOINT_URL",
 }
 
 
@@ -57,3 +60,8 @@ def settings() -> Settings:
     """The process's settings. Tests that change the environment call `settings.cache_clear()`."""
     values = {field: os.environ[var] for field, var in _ENV.items() if os.environ.get(var)}
     return Settings.model_validate(values)
+
+
+def aws_endpoint_url() -> str | None:
+    """Where boto3 clients send requests: None (AWS, or boto3's own AWS_ENDPOINT_URL) unless configured."""
+    return settings().aws_endpoint_url or None

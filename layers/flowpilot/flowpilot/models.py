@@ -145,6 +145,20 @@ class Evidence(BaseModel):
     )
 
 
+class EvidenceList(BaseModel):
+    """A page of a session's evidence, in the order it was added."""
+
+    items: list[Evidence]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null when the listing is complete."
+    )
+
+
+# Worst case of one evidence item in a response: 14,000 characters (text + result) of up to 14 bytes each
+# (JSON-escaped), plus its other fields; a page of EVIDENCE_PAGE_MAX stays under Lambda's 6 MB by construction.
+EVIDENCE_PAGE_MAX = 25
+
+
 class LinkTicketRequest(PsaTicketRef):
     pass
 

@@ -14,6 +14,7 @@ from flowpilot.identity import Caller
 from flowpilot.models import (
     Evidence,
     EvidenceCreateRequest,
+    EvidenceList,
     LinkTicketRequest,
     PsaTicketRef,
     Session,
@@ -70,6 +71,12 @@ def require_active(session: Session) -> Session:
             code="session_already_closed",
         )
     return session
+
+
+def list_evidence(caller: Caller, session_id: str, limit: int, cursor: str | None) -> EvidenceList:
+    get_session(caller, session_id)  # another account's session is a 404, like a missing one
+    items, next_cursor = store.list_evidence(caller.account_id, session_id, limit, cursor)
+    return EvidenceList(items=items, next_cursor=next_cursor)
 
 
 def list_sessions(caller: Caller, status: SessionStatus | None, limit: int, cursor: str | None) -> SessionList:

@@ -72,16 +72,25 @@ function evidenceSection(sessionId, { onAdded }) {
     form,
   );
 
-  async function load() {
+  const more = h("button", { type: "button", class: "button button--quiet", hidden: true }, "More evidence");
+  let cursor = null;
+  async function loadPage() {
     try {
-      const page = await get(`/ai-sessions/${enc(sessionId)}/evidence`);
+      const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+      const page = await get(`/ai-sessions/${enc(sessionId)}/evidence${query}`);
       for (const item of page.items || []) list.append(evidenceItem(item));
-      if (!list.childElementCount) fill(note, "No evidence yet.");
+      cursor = page.next_cursor || null;
+      more.hidden = !cursor;
+      fill(note, list.childElementCount ? "" : "No evidence yet.");
     } catch (error) {
-      // Until the API lists a session's evidence, show what is added here (the preview includes all of it).
-      if (error.status === 404 || error.status === 405) fill(note, "Evidence added from this page appears below.");
-      else fill(note, h("span", { class: "error" }, error.message));
+      fill(note, h("span", { class: "error" }, error.message));
     }
+  }
+  more.addEventListener("click", loadPage);
+  section.insertBefore(more, form);
+  async function load() {
+    cursor = null;
+    await loadPage();
   }
   return { section, load, form };
 }

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from flowpilot.config import settings
+from flowpilot.config import aws_endpoint_url, settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -32,7 +32,7 @@ BY_STATUS_INDEX = "ByStatus"
 
 @cache
 def _resource() -> Any:
-    return boto3.resource("dynamodb")
+    return boto3.resource("dynamodb", endpoint_url=aws_endpoint_url())
 
 
 def sessions_table() -> Table:

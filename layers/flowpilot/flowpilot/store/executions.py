@@ -8,12 +8,12 @@ from typing import Any
 
 import boto3
 
-from flowpilot.config import settings
+from flowpilot.config import aws_endpoint_url, settings
 
 
 @cache
 def _client() -> Any:
-    return boto3.client("stepfunctions")
+    return boto3.client("stepfunctions", endpoint_url=aws_endpoint_url())
 
 
 def reset_clients() -> None:

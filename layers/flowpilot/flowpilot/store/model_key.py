@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from flowpilot.config import settings
+from flowpilot.config import aws_endpoint_url, settings
 from flowpilot.errors import UpstreamUnavailable
 from flowpilot.observability import logger
 
@@ -28,7 +28,7 @@ _fetched: dict[str, str | None] = {}
 
 @cache
 def _client() -> Any:
-    return boto3.client("secretsmanager")
+    return boto3.client("secretsmanager", endpoint_url=aws_endpoint_url())
 
 
 def reset_for_tests() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from flowpilot.config import settings
+from flowpilot.config import aws_endpoint_url, settings
 
 _TTL_SECONDS = 300.0
 _lock = threading.Lock()
@@ -20,7 +20,7 @@ _cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
 @cache
 def _client() -> Any:
-    return boto3.client("secretsmanager")
+    return boto3.client("secretsmanager", endpoint_url=aws_endpoint_url())
 
 
 def reset_clients() -> None:

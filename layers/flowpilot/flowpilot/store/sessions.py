@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -376,3 +377,42 @@ def _count_matches(query: dict[str, Any]) -> int:
 
 def _evidence_from_item(item: dict[str, Any]) -> Evidence:
     return Evidence.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}})
+
+
+# --- evidence listing: oldest first (the session's transcript), an opaque cursor bound to the session ---
+
+_EVIDENCE_SK = re.compile(r"^EV#[A-Za-z0-9_-]{1,64}$")
+
+
+def list_evidence(
+    account_id: str, session_id: str, limit: int, cursor: str | None
+) -> tuple[list[Evidence], str | None]:
+    """One page of a session's evidence in the order it was added; reads at most limit + 1 items."""
+    pk = dynamo.session_pk(account_id, session_id)
+    query: dict[str, Any] = {
+        "KeyConditionExpression": Key("PK").eq(pk) & Key("SK").begins_with("EV#"),
+        "Limit": limit + 1,
+    }
+    if cursor:
+        query["ExclusiveStartKey"] = {"PK": pk, "SK": _decode_evidence_cursor(cursor, session_id)}
+    items = dynamo.sessions_table().query(**query).get("Items", [])
+    page = [_evidence_from_item(item) for item in items[:limit]]
+    more = len(items) > limit
+    return page, (_encode_evidence_cursor(session_id, f"EV#{page[-1].id}") if more and page else None)
+
+
+def _encode_evidence_cursor(session_id: str, sort_key: str) -> str:
+    raw = json.dumps({"v": 1, "s": session_id, "k": sort_key}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_evidence_cursor(cursor: str, session_id: str) -> str:
+    try:
+        data = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
+        sort_key = data["k"]
+        valid = data.get("v") == 1 and data.get("s") == session_id and bool(_EVIDENCE_SK.match(str(sort_key)))
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        valid = False
+    if not valid:
+        raise InvalidInput("The cursor is not valid for this listing.", code="invalid_cursor")
+    return str(sort_key)
