@@ -39,19 +39,23 @@ _POST_RESPONSES = responses(
 def post_resolution_note(
     session_id: SessionId, body: ResolutionNotePostRequest
 ) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
-    return writeback.post(caller(), session_id, body)
+    return _answer(writeback.post(caller(), session_id, body))
 
 
 @router.post("/ai-sessions/<session_id>/escalation-package/post", responses=_POST_RESPONSES)
 def post_escalation_package(
     session_id: SessionId, body: EscalationPackagePostRequest
 ) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
-    return writeback.post(caller(), session_id, body)
+    return _answer(writeback.post(caller(), session_id, body))
 
 
 @router.get("/ai-sessions/<session_id>/writebacks/<writeback_id>", responses=responses(WritebackLedgerEntry, 404))
 def get_writeback(session_id: SessionId, writeback_id: WritebackId) -> WritebackLedgerEntry:
     return writeback.get_entry(caller(), session_id, writeback_id)
+
+
+def _answer(outcome: writeback.PostOutcome) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
+    return outcome.answer, 200 if outcome.finished else 202
 
 
 lambda_handler = handler_for(router)

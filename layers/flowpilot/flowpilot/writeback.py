@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -34,6 +35,7 @@ from flowpilot.sessions import get_session, require_active, session_item
 from flowpilot.store import executions
 from flowpilot.store import sessions as session_store
 from flowpilot.store import writebacks as ledger
+from flowpilot.writeback_state import GuardedNote, LedgerEntry, LedgerError, PendingNote, TicketRef, WritebackState
 
 # The answer waits at most one interval after the write-back ends; each poll is one small read.
 POLL_INTERVAL_SECONDS = 0.1
@@ -96,28 +98,68 @@ def first_line_summary(markdown: str) -> str:
 _LOCK_ATTEMPTS = 3
 
 
+@dataclass(frozen=True, slots=True)
+class PostOutcome:
+    """What a post ended in: the verified answer (200) or still running (202); errors are raised."""
+
+    answer: ResolutionPostResponse | WritebackAccepted
+
+    @property
+    def finished(self) -> bool:
+        return isinstance(self.answer, ResolutionPostResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class _Started:
+    writeback_id: str
+    state: WritebackState
+
+
 def post(
     caller: Caller, session_id: str, request: ResolutionNotePostRequest | EscalationPackagePostRequest
-) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
+) -> PostOutcome:
+    """Check the text, lock the session on its ticket, start the state machine, and wait a bounded time."""
     kind = WritebackKind.resolve if isinstance(request, ResolutionNotePostRequest) else WritebackKind.escalate
     if kind is WritebackKind.resolve and not request.acknowledge_warnings:
         _refuse_secrets(request.markdown)
+    started = _lock_and_describe(caller, session_id, kind, request)
+    _start_execution(caller, session_id, started)
+    return wait_for_result(caller, session_id, started.writeback_id, settings().writeback_wait_seconds)
+
+
+def _summary_of(request: ResolutionNotePostRequest | EscalationPackagePostRequest) -> str:
     explicit = (
         request.resolution_summary if isinstance(request, ResolutionNotePostRequest) else request.escalation_reason
     )
-    summary = explicit or first_line_summary(request.markdown)
+    return explicit or first_line_summary(request.markdown)
+
+
+def _lock_and_describe(
+    caller: Caller,
+    session_id: str,
+    kind: WritebackKind,
+    request: ResolutionNotePostRequest | EscalationPackagePostRequest,
+) -> _Started:
+    """Read the session, and take its lock on the ticket it links, writing the ledger entry in the same write.
+
+    A relink that lands between the read and the lock fails the lock's condition: read again and retry.
+    """
     writeback_id = new_id("wb")
+    summary = _summary_of(request)
     for attempt in range(_LOCK_ATTEMPTS):
         raw_session = session_item(caller, session_id)  # one read: the session, its ticket and pending notes
         session = require_active(session_store.to_session(raw_session))
-        ticket = session.psa_ticket.model_dump(mode="json") if session.psa_ticket else None
+        ticket = (
+            TicketRef(provider=session.psa_ticket.provider.value, ticket_id=session.psa_ticket.ticket_id)
+            if session.psa_ticket
+            else None
+        )
         if ticket is not None:
-            check_configured(caller.account_id, ticket["provider"])  # fail fast: 422 before anything starts
-        entry = _ledger_entry(caller, session_id, writeback_id, kind, request.markdown, summary, ticket, raw_session)
+            check_configured(caller.account_id, ticket.provider)  # fail fast: 422 before anything starts
+        pending = ledger.pending_note(raw_session, kind)
+        entry = _ledger_entry(caller, session_id, writeback_id, kind, request.markdown, summary, ticket, pending)
         try:
-            # The ticket read above is the ticket the lock is taken on: a relink in between fails the condition.
-            ledger.start(caller.account_id, session_id, entry, _stored_ticket(raw_session))
-            break
+            ledger.take_lock_and_start(caller.account_id, entry, _stored_ticket(raw_session))
         except session_store.ConditionFailed:
             current = session_item(caller, session_id)
             require_active(session_store.to_session(current))
@@ -127,31 +169,36 @@ def post(
                     code="writeback_in_progress",
                 ) from None
             logger.info("the session's ticket changed while posting; reading it again")
-    payload = {
-        "account_id": caller.account_id,
-        "session_id": session_id,
-        "writeback_id": writeback_id,
-        "kind": kind.value,
-        "markdown": request.markdown,
-        "summary": summary,
-        "ticket": ticket,
-        "note_marker": entry["note_marker"],
-        "guard_internal_notes": _internal_notes_to_guard(kind, ticket, raw_session),
-        "preferences": preferences_for(caller.account_id).model_dump(mode="json"),
-        "drift_check_seconds": settings().drift_check_seconds,
-    }
+            continue
+        state = WritebackState(
+            account_id=caller.account_id,
+            session_id=session_id,
+            writeback_id=writeback_id,
+            kind=kind,
+            markdown=request.markdown,
+            summary=summary,
+            ticket=ticket,
+            note_marker=entry.note_marker or note_marker(writeback_id),
+            guard_internal_notes=_internal_notes_to_guard(kind, ticket, raw_session),
+            preferences=preferences_for(caller.account_id),
+            drift_check_seconds=settings().drift_check_seconds,
+        )
+        return _Started(writeback_id=writeback_id, state=state)
+    raise AssertionError("unreachable")
+
+
+def _start_execution(caller: Caller, session_id: str, started: _Started) -> None:
     try:
-        arn = executions.start_writeback(writeback_id, payload)
+        arn = executions.start_writeback(started.writeback_id, started.state.to_json())
     except Exception as error:
         logger.exception("could not start the write-back execution")
-        _abandon(caller, session_id, writeback_id)
+        _abandon(caller, session_id, started.writeback_id)
         raise UpstreamUnavailable(
             "The write-back could not be started; nothing was posted. Try again.",
             code="writeback_not_started",
             retry_after=5,
         ) from error
-    ledger.update(caller.account_id, session_id, writeback_id, {"execution_arn": arn})
-    return wait_for_result(caller, session_id, writeback_id, settings().writeback_wait_seconds)
+    ledger.update(caller.account_id, session_id, started.writeback_id, {"execution_arn": arn})
 
 
 def _refuse_secrets(markdown: str) -> None:
@@ -176,65 +223,66 @@ def _ledger_entry(
     kind: WritebackKind,
     markdown: str,
     summary: str,
-    ticket: dict[str, Any] | None,
-    raw_session: dict[str, Any],
-) -> dict[str, Any]:
+    ticket: TicketRef | None,
+    pending: PendingNote | None,
+) -> LedgerEntry:
     """The ledger entry a write-back starts with; a resume carries the earlier note so it is never posted twice."""
-    pending = raw_session.get(f"pending_note_{kind.value}") or {}
-    resume = bool(ticket and _same_ticket(pending.get("ticket_id"), ticket["ticket_id"]) and pending.get("note_marker"))
+    resume = bool(ticket and pending and _same_ticket(pending.ticket_id, ticket.ticket_id) and pending.note_marker)
     now = now_iso()
-    entry: dict[str, Any] = {
-        "writeback_id": writeback_id,
-        "session_id": session_id,
-        "kind": kind.value,
-        "state": "running",
-        "created_by": caller.engineer_id,
-        "created_at": now,
-        "updated_at": now,
-        # What the engineer asked to post; `markdown` is set once the ticket is read back showing it.
-        "requested_markdown": markdown,
-        "summary": summary,
-        "note_marker": pending["note_marker"] if resume else note_marker(writeback_id),
-    }
-    if ticket:
-        entry["ticket"] = ticket
-    if resume:
-        entry.update(note_reused_from=pending["writeback_id"], post_attempted=True)
-        if pending.get("note_id"):
-            entry["note_id"] = pending["note_id"]
+    entry = LedgerEntry(
+        writeback_id=writeback_id,
+        session_id=session_id,
+        kind=kind,
+        state="running",
+        created_by=caller.engineer_id,
+        created_at=now,
+        updated_at=now,
+        requested_markdown=markdown,
+        summary=summary,
+        ticket=ticket,
+        note_marker=note_marker(writeback_id),
+    )
+    if resume and pending is not None:
+        entry = entry.model_copy(
+            update={
+                "note_marker": pending.note_marker,
+                "note_reused_from": pending.writeback_id,
+                "post_attempted": True,
+                "note_id": pending.note_id,
+            }
+        )
     return entry
 
 
 def _internal_notes_to_guard(
-    kind: WritebackKind, ticket: dict[str, Any] | None, raw_session: dict[str, Any]
-) -> list[dict[str, str]]:
+    kind: WritebackKind, ticket: TicketRef | None, raw_session: dict[str, Any]
+) -> list[GuardedNote]:
     """Failed escalations' internal notes this post will not itself settle (a resolve post, or a post to another
     ticket after a relink): each must be found internal before this post can answer 200."""
     if ticket is None:
         return []
-    # Notes earlier failed posts already had to guard (a relink may have left them on another ticket),
-    # and the newest failed escalation's own note.
-    candidates = [*(raw_session.get("guard_internal_notes") or []), raw_session.get("pending_note_escalate") or {}]
-    guards: list[dict[str, str]] = []
-    for note in candidates:
-        if not isinstance(note, dict) or not note.get("note_id") or not note.get("ticket_id"):
+    pending = ledger.pending_note(raw_session, WritebackKind.escalate)
+    candidates = [(g.ticket_id, g.note_id, None) for g in ledger.guarded_notes(raw_session)]
+    if pending is not None and pending.note_id and pending.ticket_id:
+        candidates.append((pending.ticket_id, pending.note_id, pending.provider))
+    guards: list[GuardedNote] = []
+    for ticket_id, note_id, provider in candidates:
+        if (provider or ticket.provider) != ticket.provider:
             continue
-        if (note.get("provider") or ticket["provider"]) != ticket["provider"]:
-            continue
-        if kind is WritebackKind.escalate and _same_ticket(note["ticket_id"], ticket["ticket_id"]):
+        if kind is WritebackKind.escalate and _same_ticket(ticket_id, ticket.ticket_id):
             continue  # resumed by this very post, which reads it back and repairs it
-        guard = {"ticket_id": canonical_ticket_id(str(note["ticket_id"])), "note_id": str(note["note_id"])}
+        guard = GuardedNote(ticket_id=canonical_ticket_id(ticket_id), note_id=note_id)
         if guard not in guards:
             guards.append(guard)
     return guards
 
 
-def _stored_ticket(raw_session: dict[str, Any]) -> dict[str, str] | None:
+def _stored_ticket(raw_session: dict[str, Any]) -> TicketRef | None:
     # The lock's condition compares the stored spelling, which predates canonical ids for older sessions.
     stored = raw_session.get("psa_ticket")
     if not isinstance(stored, dict) or not stored.get("ticket_id"):
         return None
-    return {"ticket_id": str(stored["ticket_id"]), "provider": str(stored.get("provider"))}
+    return TicketRef(ticket_id=str(stored["ticket_id"]), provider=str(stored.get("provider")))
 
 
 def _same_ticket(a: object, b: object) -> bool:
@@ -245,65 +293,71 @@ def _same_ticket(a: object, b: object) -> bool:
 
 
 def _abandon(caller: Caller, session_id: str, writeback_id: str) -> None:
+    """The execution never started: the ledger says so and the session is free again."""
     now = now_iso()
-    error = {"code": "writeback_not_started", "message": "The execution could not be started.", "status": 503}
-    ledger.update(
+    error = LedgerError(code="writeback_not_started", message="The execution could not be started.", status=503)
+    entry = ledger.update(
         caller.account_id,
         session_id,
         writeback_id,
         {"state": "failed", "error": error, "finished_at": now, "updated_at": now},
     )
-    ledger.finish_session(caller.account_id, session_id, writeback_id, {"updated_at": now})
+    ledger.release_session(
+        caller.account_id,
+        session_id,
+        writeback_id,
+        kind=entry.kind,
+        last_writeback=entry.summary_view(),
+        pending=None,
+        guards=[],
+        now=now,
+    )
 
 
-def wait_for_result(
-    caller: Caller, session_id: str, writeback_id: str, timeout: float
-) -> tuple[ResolutionPostResponse | WritebackAccepted, int]:
+def wait_for_result(caller: Caller, session_id: str, writeback_id: str, timeout: float) -> PostOutcome:
+    """Poll the write-back's small end item until it ends (then read the entry once) or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while True:
         if ledger.finished_state(caller.account_id, session_id, writeback_id) is not None:
             entry = ledger.get(caller.account_id, session_id, writeback_id)
             assert entry is not None
-            if entry["state"] == "succeeded":
-                return _response(entry), 200
-            if entry["state"] == "failed" and entry.get("error"):
+            if entry.state == "succeeded":
+                return PostOutcome(_response(entry))
+            if entry.state == "failed" and entry.error is not None:
+                record = entry.error.for_client()
                 raise error_from_record(
-                    {
-                        **entry["error"],
-                        "details": {**(entry["error"].get("details") or {}), "writeback_id": writeback_id},
-                    }
+                    {**record, "details": {**(record.get("details") or {}), "writeback_id": writeback_id}}
                 )
         if time.monotonic() >= deadline:
             url = f"/ai-sessions/{session_id}/writebacks/{writeback_id}"
-            return WritebackAccepted(writeback_id=writeback_id, status_url=url), 202
+            return PostOutcome(WritebackAccepted(writeback_id=writeback_id, status_url=url))
         time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
-def _response(entry: dict[str, Any]) -> ResolutionPostResponse:
-    kind = WritebackKind(entry["kind"])
+def _response(entry: LedgerEntry) -> ResolutionPostResponse:
+    assert entry.outcome is not None
     return ResolutionPostResponse(
-        outcome=WritebackOutcome(entry["outcome"]),
-        session_status=SessionStatus.resolved if kind is WritebackKind.resolve else SessionStatus.escalated,
-        external_id=entry.get("external_id"),
-        posted_at=entry.get("posted_at") or entry.get("finished_at"),
-        verified_status_id=entry.get("verified_status_id"),
-        verified_status_name=entry.get("verified_status_name"),
-        status_transition_skipped_reason=entry.get("status_transition_skipped_reason"),
-        writeback_id=entry["writeback_id"],
+        outcome=entry.outcome,
+        session_status=SessionStatus.resolved if entry.kind is WritebackKind.resolve else SessionStatus.escalated,
+        external_id=entry.external_id,
+        posted_at=entry.posted_at or entry.finished_at,
+        verified_status_id=entry.verified_status_id,
+        verified_status_name=entry.verified_status_name,
+        status_transition_skipped_reason=entry.status_transition_skipped_reason,
+        writeback_id=entry.writeback_id,
         drift_check=_drift_state(entry),
-        note_amended=bool(entry.get("note_amended")),
+        note_amended=entry.note_amended,
     )
 
 
-def _drift_state(entry: dict[str, Any]) -> str | None:
-    if entry.get("verified_status_id") is None:
+def _drift_state(entry: LedgerEntry) -> str | None:
+    if entry.verified_status_id is None:
         return None
-    drift = entry.get("drift")
-    if not drift:
+    if entry.drift is None:
         return "pending"
-    if drift.get("error"):
+    if entry.drift.error:
         return "failed"
-    return "drifted" if drift.get("drifted") else "stable"
+    return "drifted" if entry.drift.drifted else "stable"
 
 
 def get_entry(caller: Caller, session_id: str, writeback_id: str) -> WritebackLedgerEntry:
@@ -311,4 +365,4 @@ def get_entry(caller: Caller, session_id: str, writeback_id: str) -> WritebackLe
     entry = ledger.get(caller.account_id, session_id, writeback_id)
     if entry is None:
         raise NotFound(f"Write-back {writeback_id} not found.", code="writeback_not_found")
-    return WritebackLedgerEntry.model_validate(entry)
+    return WritebackLedgerEntry.model_validate(entry.model_dump(mode="json", exclude_none=True))

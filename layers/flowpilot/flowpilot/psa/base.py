@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from flowpilot.errors import BadGateway, FlowPilotError, InvalidInput, UpstreamUnavailable
 
@@ -190,7 +190,13 @@ class PSANoteNotFound(PSAError):
 
 
 class PSAProvider(Protocol):
+    """One tenant's PSA; a context manager (`with provider_for_account(...) as p:`) that closes its client."""
+
     name: str
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
     def fetch_ticket(self, ticket_id: str) -> Ticket: ...
 

@@ -5,13 +5,17 @@ The note id is written here the moment the PSA returns it, so no retry or resume
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
+from flowpilot.models import SessionStatus, WritebackKind, WritebackSummary
 from flowpilot.store import dynamo
 from flowpilot.store.dynamo import ConditionFailed, is_condition_failure
 from flowpilot.store.sessions import session_key
+from flowpilot.writeback_state import GuardedNote, LedgerEntry, LedgerError, PendingNote, TicketRef
 
 
 def ledger_key(account_id: str, session_id: str, writeback_id: str) -> dict[str, str]:
@@ -37,32 +41,47 @@ def finished_state(account_id: str, session_id: str, writeback_id: str) -> str |
     return str(item["state"]) if item else None
 
 
-def get(account_id: str, session_id: str, writeback_id: str) -> dict[str, Any] | None:
+def get(account_id: str, session_id: str, writeback_id: str) -> LedgerEntry | None:
     item = (
         dynamo.sessions_table()
         .get_item(Key=ledger_key(account_id, session_id, writeback_id), ConsistentRead=True)
         .get("Item")
     )
-    if not item:
-        return None
-    return {k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}}
+    return _entry(item) if item else None
 
 
-def start(account_id: str, session_id: str, entry: dict[str, Any], ticket: dict[str, str] | None) -> None:
+def _entry(item: dict[str, Any]) -> LedgerEntry:
+    return LedgerEntry.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}})
+
+
+def _stored(values: dict[str, Any]) -> dict[str, Any]:
+    """Plain JSON for DynamoDB: models dumped, Nones dropped (a None is an absent attribute)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json", exclude_none=True)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def take_lock_and_start(account_id: str, entry: LedgerEntry, ticket: TicketRef | None) -> None:
     """Put the ledger entry and take the session's write-back lock in one transaction.
 
-    The lock is taken only while the session still links `ticket` (the one read before), so a relink that
-    lands between that read and the lock cannot send the note to one ticket and record another.
-    Raises ConditionFailed when the session is closed, already has a write-back running, or was relinked.
+    The lock is taken only while the session still links `ticket` (the one read before, in its stored
+    spelling), so a relink that lands between that read and the lock cannot send the note to one ticket and
+    record another. Raises ConditionFailed when the session is closed, already has a write-back running, or
+    was relinked.
     """
+    session_id = entry.session_id
     table = dynamo.sessions_table().name
-    item = {**ledger_key(account_id, session_id, entry["writeback_id"]), **entry}
-    values: dict[str, Any] = {":wb": entry["writeback_id"], ":now": entry["created_at"], ":active": "active"}
+    item = {**ledger_key(account_id, session_id, entry.writeback_id), **_stored(entry.model_dump(mode="json"))}
+    values: dict[str, Any] = {":wb": entry.writeback_id, ":now": entry.created_at, ":active": "active"}
     if ticket is None:
         same_ticket = "attribute_not_exists(psa_ticket.ticket_id)"
     else:
         same_ticket = "psa_ticket.ticket_id = :tid AND psa_ticket.provider = :provider"
-        values.update({":tid": ticket["ticket_id"], ":provider": ticket["provider"]})
+        values.update({":tid": ticket.ticket_id, ":provider": ticket.provider})
     lock: dict[str, Any] = {
         "TableName": table,
         "Key": session_key(account_id, session_id),
@@ -76,13 +95,7 @@ def start(account_id: str, session_id: str, entry: dict[str, Any], ticket: dict[
     try:
         dynamo.client().transact_write_items(
             TransactItems=[
-                {
-                    "Put": {
-                        "TableName": table,
-                        "Item": item,
-                        "ConditionExpression": "attribute_not_exists(SK)",
-                    }
-                },
+                {"Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}},
                 {"Update": lock},
             ]
         )
@@ -92,34 +105,23 @@ def start(account_id: str, session_id: str, entry: dict[str, Any], ticket: dict[
         raise
 
 
-def update(
-    account_id: str,
-    session_id: str,
-    writeback_id: str,
-    values: dict[str, Any],
-    *,
-    condition: str | None = None,
-    condition_values: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def update(account_id: str, session_id: str, writeback_id: str, values: dict[str, Any]) -> LedgerEntry:
+    """Set `values` (models or plain JSON; None values are skipped) on an existing entry."""
     item = dynamo.update_item(
-        ledger_key(account_id, session_id, writeback_id),
-        values,
-        condition="attribute_exists(SK)" + (f" AND ({condition})" if condition else ""),
-        condition_values=condition_values,
+        ledger_key(account_id, session_id, writeback_id), _stored(values), condition="attribute_exists(SK)"
     )
-    return {k: v for k, v in item.items() if k not in {"PK", "SK"}}
+    return _entry(item)
 
 
-def record_note_id(account_id: str, session_id: str, writeback_id: str, note_id: str, now: str) -> dict[str, Any]:
+def record_note_id(account_id: str, session_id: str, writeback_id: str, note_id: str, now: str) -> LedgerEntry:
     """First writer wins: a note id, once recorded, is never replaced."""
     try:
-        return update(
-            account_id,
-            session_id,
-            writeback_id,
+        item = dynamo.update_item(
+            ledger_key(account_id, session_id, writeback_id),
             {"note_id": note_id, "note_posted_at": now, "updated_at": now},
-            condition="attribute_not_exists(note_id)",
+            condition="attribute_exists(SK) AND attribute_not_exists(note_id)",
         )
+        return _entry(item)
     except ConditionFailed:
         existing = get(account_id, session_id, writeback_id)
         assert existing is not None
@@ -128,33 +130,94 @@ def record_note_id(account_id: str, session_id: str, writeback_id: str, note_id:
 
 def replace_note_id(
     account_id: str, session_id: str, writeback_id: str, lost_id: str, note_id: str, now: str
-) -> dict[str, Any]:
+) -> LedgerEntry:
     """The PSA lost the recorded note (deleted by hand): record its replacement, only in place of `lost_id`."""
-    return update(
-        account_id,
-        session_id,
-        writeback_id,
+    item = dynamo.update_item(
+        ledger_key(account_id, session_id, writeback_id),
         {"note_id": note_id, "note_posted_at": now, "replaced_note_id": lost_id, "updated_at": now},
-        condition="note_id = :lost",
+        condition="attribute_exists(SK) AND note_id = :lost",
         condition_values={":lost": lost_id},
     )
+    return _entry(item)
 
 
-def finish_session(
+def record_error(account_id: str, session_id: str, writeback_id: str, error: LedgerError, now: str) -> None:
+    """The newest step error, as the client will see it; nothing if the entry is gone."""
+    with contextlib.suppress(ConditionFailed):
+        update(account_id, session_id, writeback_id, {"last_error": error, "updated_at": now})
+
+
+def _pending_attribute(kind: WritebackKind) -> str:
+    return f"pending_note_{kind.value}"
+
+
+def pending_note(session_item: dict[str, Any], kind: WritebackKind) -> PendingNote | None:
+    """The note a failed write-back of `kind` left on the session (from its stored item), if any."""
+    raw = session_item.get(_pending_attribute(kind))
+    return PendingNote.model_validate(raw) if isinstance(raw, dict) and raw.get("writeback_id") else None
+
+
+def guarded_notes(session_item: dict[str, Any]) -> list[GuardedNote]:
+    raw = session_item.get("guard_internal_notes")
+    return [GuardedNote.model_validate(g) for g in raw if isinstance(g, dict)] if isinstance(raw, list) else []
+
+
+def close_session(
     account_id: str,
     session_id: str,
     writeback_id: str,
-    set_values: dict[str, Any],
-    remove: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """Release the session's lock and apply the outcome to the session.
+    *,
+    status: SessionStatus,
+    kind: WritebackKind,
+    last_writeback: WritebackSummary,
+    ticket: TicketRef | None,
+    summary: str | None,
+    now: str,
+) -> None:
+    """The write-back succeeded: the session takes its outcome and the lock is released.
 
     Only the write-back holding the lock may do this, or the same write-back again: a step whose answer
     was lost is run twice by the state machine, and the second run must find the work done, not fail.
     """
-    return dynamo.update_item(
+    values: dict[str, Any] = {
+        "status": status.value,
+        "GSI2PK": dynamo.status_pk(account_id, status.value),
+        "last_writeback": last_writeback,
+        "updated_at": now,
+        # The ticket the note and status went to (the lock kept the session from being relinked meanwhile).
+        "psa_ticket": ticket,
+        "resolution_summary" if kind is WritebackKind.resolve else "escalation_reason": summary,
+    }
+    _finish(account_id, session_id, writeback_id, _stored(values), remove=(_pending_attribute(kind),))
+
+
+def release_session(
+    account_id: str,
+    session_id: str,
+    writeback_id: str,
+    *,
+    kind: WritebackKind,
+    last_writeback: WritebackSummary,
+    pending: PendingNote | None,
+    guards: list[GuardedNote],
+    now: str,
+) -> None:
+    """The write-back failed: the lock is released, keeping what a resume needs (its note) and the internal
+    notes later posts must still check."""
+    values: dict[str, Any] = {"last_writeback": last_writeback, "updated_at": now}
+    if guards:
+        values["guard_internal_notes"] = [g.model_dump(mode="json") for g in guards]
+    if pending is not None:
+        values[_pending_attribute(kind)] = pending
+    _finish(account_id, session_id, writeback_id, _stored(values))
+
+
+def _finish(
+    account_id: str, session_id: str, writeback_id: str, values: dict[str, Any], remove: tuple[str, ...] = ()
+) -> None:
+    dynamo.update_item(
         session_key(account_id, session_id),
-        set_values,
+        values,
         condition=(
             "active_writeback_id = :wb OR "
             "(attribute_not_exists(active_writeback_id) AND last_writeback.writeback_id = :wb)"
@@ -164,6 +227,10 @@ def finish_session(
     )
 
 
-def set_session_fields(account_id: str, session_id: str, set_values: dict[str, Any]) -> None:
-    """Unconditional session update for after-the-fact facts (the drift re-check)."""
-    dynamo.update_item(session_key(account_id, session_id), set_values, condition="attribute_exists(PK)")
+def record_drift(account_id: str, session_id: str, last_writeback: WritebackSummary) -> None:
+    """After-the-fact facts (the drift re-check) on a closed session."""
+    dynamo.update_item(
+        session_key(account_id, session_id),
+        _stored({"last_writeback": last_writeback}),
+        condition="attribute_exists(PK)",
+    )
