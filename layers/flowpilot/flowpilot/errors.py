@@ -120,3 +120,9 @@ def error_record(error: FlowPilotError) -> dict[str, Any]:
     if retry_after is not None:
         record["retry_after"] = int(retry_after)
     return record
+
+
+class StoreUnavailable(UpstreamUnavailable):
+    """DynamoDB throttled us or failed transiently; the state machine retries the step with backoff."""
+
+    code = "store_unavailable"

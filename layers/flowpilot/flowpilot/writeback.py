@@ -17,7 +17,14 @@ from flowpilot import scanner
 from flowpilot.account_settings import preferences_for
 from flowpilot.clock import new_id, now_iso
 from flowpilot.config import settings
-from flowpilot.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable, error_from_record
+from flowpilot.errors import (
+    Conflict,
+    FlowPilotError,
+    InvalidInput,
+    NotFound,
+    UpstreamUnavailable,
+    error_from_record,
+)
 from flowpilot.identity import Caller
 from flowpilot.models import (
     EscalationPackagePostRequest,
@@ -28,7 +35,7 @@ from flowpilot.models import (
     WritebackOutcome,
     canonical_ticket_id,
 )
-from flowpilot.observability import logger
+from flowpilot.observability import logger, metrics
 from flowpilot.psa.base import note_marker
 from flowpilot.psa.factory import check_configured
 from flowpilot.sessions import get_session, require_active, session_item
@@ -53,8 +60,12 @@ class WritebackLedgerEntry(BaseModel):
     writeback_id: str
     session_id: str
     kind: WritebackKind
-    state: Literal["running", "succeeded", "failed"]
+    state: Literal["running", "succeeded", "failed", "abandoned"]
     outcome: WritebackOutcome | None = None
+    abandon_reason: str | None = Field(
+        default=None,
+        description="Why the write-back was abandoned: never_started, ended_without_recording, recording_failed.",
+    )
     created_by: str
     created_at: str
     updated_at: str
@@ -159,10 +170,12 @@ def _lock_and_describe(
         pending = ledger.pending_note(raw_session, kind)
         entry = _ledger_entry(caller, session_id, writeback_id, kind, request.markdown, summary, ticket, pending)
         try:
-            ledger.take_lock_and_start(caller.account_id, entry, _stored_ticket(raw_session))
+            ledger.take_lock_and_start(caller.account_id, entry, _stored_ticket(raw_session), int(time.time()))
         except session_store.ConditionFailed:
             current = session_item(caller, session_id)
             require_active(session_store.to_session(current))
+            if heal_dead_lock(caller, session_id, current):
+                continue  # the lock belonged to a write-back that will never end: try again, now free
             if current.get("active_writeback_id") or attempt == _LOCK_ATTEMPTS - 1:
                 raise Conflict(
                     f"A write-back of session {session_id} is already running; see its result before posting again.",
@@ -185,6 +198,42 @@ def _lock_and_describe(
         )
         return _Started(writeback_id=writeback_id, state=state)
     raise AssertionError("unreachable")
+
+
+# The writebacks Lambda starts its execution within its 29 s timeout; a lock older than this with no
+# execution was taken by a post that died before starting it.
+LOCK_START_GRACE_SECONDS = 120
+
+
+def heal_dead_lock(caller: Caller, session_id: str, raw_session: dict[str, Any]) -> bool:
+    """Free the session from a write-back that will never record an end, keeping its note for a resume.
+
+    A running execution keeps its lock however long it takes. One that ended without recording (an operator's
+    StopExecution, a failure the recording steps could not record) or never started (the post died between
+    the lock and StartExecution) gives it up: its entry is marked abandoned, with the reason, in the same
+    conditional write that releases the lock, so two healers cannot both act.
+    """
+    held = ledger.held_lock(raw_session)
+    if held is None:
+        return False
+    writeback_id, taken_at = held
+    where = executions.writeback_execution(writeback_id)
+    if where == "running" or (where == "missing" and time.time() - taken_at < LOCK_START_GRACE_SECONDS):
+        return False
+    entry = ledger.get(caller.account_id, session_id, writeback_id)
+    if entry is None or entry.state != "running":
+        return False
+    reason = "never_started" if where == "missing" else "ended_without_recording"
+    healed = ledger.abandon(
+        caller.account_id, session_id, entry, reason=reason, pending=entry.pending_note(), now=now_iso()
+    )
+    if healed:
+        metrics.add_metric(name="WritebackLockHealed", unit="Count", value=1)
+        logger.error(
+            "released a session lock its write-back would never release",
+            extra={"writeback_id": writeback_id, "reason": reason, "note_id": entry.note_id},
+        )
+    return healed
 
 
 def _start_execution(caller: Caller, session_id: str, started: _Started) -> None:
@@ -323,6 +372,8 @@ def wait_for_result(caller: Caller, session_id: str, writeback_id: str, timeout:
             assert entry is not None
             if entry.state == "succeeded":
                 return PostOutcome(_response(entry))
+            if entry.state == "abandoned":
+                raise _abandoned_error(entry)
             if entry.state == "failed" and entry.error is not None:
                 record = entry.error.for_client()
                 raise error_from_record(
@@ -332,6 +383,24 @@ def wait_for_result(caller: Caller, session_id: str, writeback_id: str, timeout:
             url = f"/ai-sessions/{session_id}/writebacks/{writeback_id}"
             return PostOutcome(WritebackAccepted(writeback_id=writeback_id, status_url=url))
         time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
+def _abandoned_error(entry: LedgerEntry) -> FlowPilotError:
+    kept = f" Note {entry.note_id} is on the ticket and will be reused." if entry.note_id else ""
+    return error_from_record(
+        {
+            "code": "writeback_abandoned",
+            "message": "The write-back stopped without recording its result "
+            f"({entry.abandon_reason}); the session is free to post again.{kept}",
+            "status": 502,
+            "details": {
+                "writeback_id": entry.writeback_id,
+                "abandon_reason": entry.abandon_reason,
+                "note_id": entry.note_id,
+                "note_kept": bool(entry.note_id),
+            },
+        }
+    )
 
 
 def _response(entry: LedgerEntry) -> ResolutionPostResponse:

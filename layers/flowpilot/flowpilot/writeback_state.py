@@ -125,8 +125,10 @@ class LedgerEntry(_Shape):
     writeback_id: str
     session_id: str
     kind: WritebackKind
-    state: Literal["running", "succeeded", "failed"]
+    state: Literal["running", "succeeded", "failed", "abandoned"]
     outcome: WritebackOutcome | None = None
+    # Why a write-back was given up on without its state machine recording an end (see `store.abandon`).
+    abandon_reason: str | None = None
     created_by: str
     created_at: str
     updated_at: str
@@ -158,6 +160,19 @@ class LedgerEntry(_Shape):
     last_error: LedgerError | None = None
     drift: Drift | None = None
     execution_arn: str | None = None
+
+    def pending_note(self) -> PendingNote | None:
+        """What this write-back leaves for the next post if it does not finish: its note, or the marker to
+        find it by (the PSA may have stored it without answering)."""
+        if not (self.post_attempted or self.note_id):
+            return None
+        return PendingNote(
+            writeback_id=self.writeback_id,
+            note_id=self.note_id,
+            note_marker=self.note_marker,
+            ticket_id=self.ticket.ticket_id if self.ticket else None,
+            provider=self.ticket.provider if self.ticket else None,
+        )
 
     def summary_view(self) -> WritebackSummary:
         """The session's `last_writeback`."""

@@ -31,8 +31,9 @@ from flowpilot.psa.base import (
     with_marker,
 )
 from flowpilot.psa.factory import provider_for_account
+from flowpilot.store import dynamo
 from flowpilot.store import writebacks as ledger
-from flowpilot.writeback_state import Drift, LedgerEntry, LedgerError, PendingNote, StepFailure, WritebackState
+from flowpilot.writeback_state import Drift, LedgerEntry, LedgerError, StepFailure, WritebackState
 
 # A 429's Retry-After is honoured inside the step up to this long; longer waits go back to the
 # state machine's Retry (backoff with jitter), so a Lambda never idles for minutes.
@@ -240,16 +241,7 @@ def record_failure(state: WritebackState) -> WritebackState:
             "updated_at": now,
         }
     )
-    pending = None
-    if entry.post_attempted or entry.note_id:
-        ticket = state.ticket
-        pending = PendingNote(
-            writeback_id=state.writeback_id,
-            note_id=entry.note_id,
-            note_marker=entry.note_marker,
-            ticket_id=ticket.ticket_id if ticket else None,
-            provider=ticket.provider if ticket else None,
-        )
+    pending = entry.pending_note()
     # The session first (lock released, the note kept for a resume), the ledger last: once the post endpoint
     # sees the failure, an immediate re-post finds the session free. Idempotent if this step runs twice.
     ledger.release_session(
@@ -274,6 +266,24 @@ def record_failure(state: WritebackState) -> WritebackState:
     return state
 
 
+def release_lock(state: WritebackState) -> WritebackState:
+    """The last resort when RecordFailure failed for good: free the session (keeping the note for a resume)
+    and mark the entry abandoned, so no session stays locked behind a write-back that cannot record."""
+    entry = _entry(state)
+    if entry.state == "running":
+        ledger.abandon(
+            state.account_id,
+            state.session_id,
+            entry,
+            reason="recording_failed",
+            pending=entry.pending_note(),
+            now=now_iso(),
+        )
+        metrics.add_metric(name="WritebackLockHealed", unit="Count", value=1)
+        logger.error("recording the failure failed; released the session's lock", extra={"note_id": entry.note_id})
+    return state
+
+
 STEPS: dict[str, Callable[[WritebackState], WritebackState]] = {
     "record_local": record_local,
     "prepare": prepare,
@@ -284,6 +294,7 @@ STEPS: dict[str, Callable[[WritebackState], WritebackState]] = {
     "drift_check": drift_check,
     "record_drift_check_failure": record_drift_check_failure,
     "record_failure": record_failure,
+    "release_lock": release_lock,
 }
 
 
@@ -295,11 +306,15 @@ def run(action: str, raw_state: dict[str, Any]) -> dict[str, Any]:
     metrics.add_metric(name="WritebackStepRun", unit="Count", value=1)
     logger.append_keys(session_id=state.session_id, writeback_id=state.writeback_id, step=action)
     try:
-        return step(state).to_json()
+        with dynamo.transient_errors():  # AWS-side hiccups: one error type the state machine retries
+            return step(state).to_json()
     except FlowPilotError as error:
         record = LedgerError.model_validate({**error_record(error), "error_type": type(error).__name__, "step": action})
         logger.warning("write-back step failed", extra={"error_code": error.code, "status": error.status})
-        ledger.record_error(state.account_id, state.session_id, state.writeback_id, record, now_iso())
+        try:
+            ledger.record_error(state.account_id, state.session_id, state.writeback_id, record, now_iso())
+        except Exception:  # the step's own error matters more; RecordFailure explains it either way
+            logger.exception("could not record the step's error on the ledger")
         raise
 
 

@@ -13,14 +13,17 @@ Sessions table keys (every partition key starts with the account, so no query ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from flowpilot.config import aws_endpoint_url, settings
+from flowpilot.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -67,6 +70,40 @@ def status_pk(account_id: str, status: str) -> str:
 
 class ConditionFailed(Exception):
     """A conditional write lost: the item is missing or not in the expected state."""
+
+
+# DynamoDB's answers that mean "later may work": throttling, its own 5xx, a transaction that lost a race.
+_TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+        "TransactionConflictException",
+        "LimitExceededException",
+    }
+)
+
+
+@contextlib.contextmanager
+def transient_errors() -> Iterator[None]:
+    """Turn AWS's transient failures (throttling, 5xx, dropped connections) into `StoreUnavailable`, the one
+    error type the write-back state machine retries with backoff for anything on the AWS side."""
+    try:
+        yield
+    except ClientError as error:
+        info = error.response.get("Error", {})
+        reasons = {r.get("Code") for r in error.response.get("CancellationReasons", []) if isinstance(r, dict)}
+        throttled_transaction = info.get("Code") == "TransactionCanceledException" and bool(
+            reasons & {"ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"}
+        )
+        if info.get("Code") in _TRANSIENT_CODES or throttled_transaction:
+            raise StoreUnavailable(f"AWS answered {info.get('Code')}; retrying later.") from None
+        raise
+    except (BotoConnectionError, HTTPClientError) as error:
+        raise StoreUnavailable(f"AWS did not answer ({type(error).__name__}); retrying later.") from None
 
 
 def is_condition_failure(error: ClientError) -> bool:

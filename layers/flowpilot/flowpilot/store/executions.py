@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import boto3
+from botocore.exceptions import ClientError
 
 from flowpilot.config import aws_endpoint_url, settings
 
@@ -18,6 +19,19 @@ def _client() -> Any:
 
 def reset_clients() -> None:
     _client.cache_clear()
+
+
+def writeback_execution(name: str) -> Literal["running", "ended", "missing"]:
+    """Where the write-back's execution is: still running, ended (any way), or never started."""
+    machine = settings().writeback_state_machine_arn
+    arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+    try:
+        status = _client().describe_execution(executionArn=arn)["status"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            return "missing"
+        raise
+    return "running" if status in {"RUNNING", "PENDING_REDRIVE"} else "ended"
 
 
 def start_writeback(name: str, payload: dict[str, Any]) -> str:

@@ -65,7 +65,7 @@ def _stored(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def take_lock_and_start(account_id: str, entry: LedgerEntry, ticket: TicketRef | None) -> None:
+def take_lock_and_start(account_id: str, entry: LedgerEntry, ticket: TicketRef | None, taken_at: int) -> None:
     """Put the ledger entry and take the session's write-back lock in one transaction.
 
     The lock is taken only while the session still links `ticket` (the one read before, in its stored
@@ -76,7 +76,12 @@ def take_lock_and_start(account_id: str, entry: LedgerEntry, ticket: TicketRef |
     session_id = entry.session_id
     table = dynamo.sessions_table().name
     item = {**ledger_key(account_id, session_id, entry.writeback_id), **_stored(entry.model_dump(mode="json"))}
-    values: dict[str, Any] = {":wb": entry.writeback_id, ":now": entry.created_at, ":active": "active"}
+    values: dict[str, Any] = {
+        ":wb": entry.writeback_id,
+        ":now": entry.created_at,
+        ":active": "active",
+        ":taken": taken_at,
+    }
     if ticket is None:
         same_ticket = "attribute_not_exists(psa_ticket.ticket_id)"
     else:
@@ -85,7 +90,8 @@ def take_lock_and_start(account_id: str, entry: LedgerEntry, ticket: TicketRef |
     lock: dict[str, Any] = {
         "TableName": table,
         "Key": session_key(account_id, session_id),
-        "UpdateExpression": "SET active_writeback_id = :wb, updated_at = :now",
+        # When the lock was taken (epoch seconds): a lock whose write-back never started can be told apart.
+        "UpdateExpression": "SET active_writeback_id = :wb, active_writeback_at = :taken, updated_at = :now",
         "ConditionExpression": (
             "attribute_exists(PK) AND #st = :active AND attribute_not_exists(active_writeback_id) AND " + same_ticket
         ),
@@ -223,7 +229,7 @@ def _finish(
             "(attribute_not_exists(active_writeback_id) AND last_writeback.writeback_id = :wb)"
         ),
         condition_values={":wb": writeback_id},
-        remove=("active_writeback_id", *remove),
+        remove=("active_writeback_id", "active_writeback_at", *remove),
     )
 
 
@@ -234,3 +240,77 @@ def record_drift(account_id: str, session_id: str, last_writeback: WritebackSumm
         _stored({"last_writeback": last_writeback}),
         condition="attribute_exists(PK)",
     )
+
+
+def held_lock(session_item: dict[str, Any]) -> tuple[str, int] | None:
+    """The write-back holding the session's lock and when it took it (0 for locks older than that record)."""
+    held = session_item.get("active_writeback_id")
+    if not held:
+        return None
+    return str(held), int(session_item.get("active_writeback_at") or 0)
+
+
+def abandon(
+    account_id: str,
+    session_id: str,
+    entry: LedgerEntry,
+    *,
+    reason: str,
+    pending: PendingNote | None,
+    now: str,
+) -> bool:
+    """Release a lock whose write-back will never record an end, and mark its entry abandoned, in one
+    transaction that holds only while that write-back still holds the lock and its entry still runs: of two
+    healers one wins. Returns whether this call did it."""
+    table = dynamo.sessions_table().name
+    last = LedgerEntry.model_validate(
+        {**entry.model_dump(), "state": "abandoned", "abandon_reason": reason, "finished_at": now, "updated_at": now}
+    ).summary_view()
+    session_set = {"last_writeback": last.model_dump(mode="json", exclude_none=True), "updated_at": now}
+    remove = ["active_writeback_id", "active_writeback_at"]
+    if pending is not None:
+        session_set[_pending_attribute(entry.kind)] = pending.model_dump(mode="json", exclude_none=True)
+    expression, names, values = dynamo.set_clause(session_set, remove)
+    try:
+        dynamo.client().transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": session_key(account_id, session_id),
+                        "UpdateExpression": expression,
+                        "ConditionExpression": "active_writeback_id = :held",
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values | {":held": entry.writeback_id},
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": ledger_key(account_id, session_id, entry.writeback_id),
+                        "UpdateExpression": "SET #st = :abandoned, abandon_reason = :reason, "
+                        "finished_at = :now, updated_at = :now",
+                        "ConditionExpression": "#st = :running",
+                        "ExpressionAttributeNames": {"#st": "state"},
+                        "ExpressionAttributeValues": {
+                            ":abandoned": "abandoned",
+                            ":running": "running",
+                            ":reason": reason,
+                            ":now": now,
+                        },
+                    }
+                },
+                # A post still waiting for this write-back learns it ended.
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {**_finished_key(account_id, session_id, entry.writeback_id), "state": "abandoned"},
+                    }
+                },
+            ]
+        )
+    except ClientError as error:
+        if is_condition_failure(error):
+            return False
+        raise
+    return True
