@@ -18,12 +18,14 @@ import anthropic  # imported here so its ~1.2 s is paid at collection, not insid
 import httpx2
 import pytest
 
+from flowpilot import writers
 from flowpilot.config import settings
 from flowpilot.errors import BadGateway, UpstreamTimeout, UpstreamUnavailable
-from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session, SessionStatus
-from flowpilot.writers import ESCALATION_HEADINGS, OfflineWriter, Usage, writer_from_environment
+from flowpilot.models import Evidence, EvidenceKind, PreviewKind, PreviewUsage, Session, SessionStatus
+from flowpilot.writers import ESCALATION_HEADINGS, OfflineWriter
 from flowpilot.writers.claude import MAX_OUTPUT_TOKENS, ClaudeWriter
 from flowpilot.writers.prompt import SYSTEM_PROMPT_ESCALATION, SYSTEM_PROMPT_RESOLUTION
+from tests.helpers import anthropic_message
 from tests.leakcheck import register_secret
 
 ESCALATION = PreviewKind.escalation_package
@@ -70,22 +72,13 @@ EVIDENCE = [
 ]
 
 
-def message(text: str | list[str], *, stop_reason: str = "end_turn", cache_read: int | None = 1200) -> dict[str, Any]:
-    texts = [text] if isinstance(text, str) else text
+def usage(cache_read: int | None = 1200) -> dict[str, Any]:
+    """What the API reports; without prompt caching its two cache counts are null."""
     return {
-        "id": "msg_01FakeFakeFake",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-5-5",
-        "content": [{"type": "text", "text": part} for part in texts],
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": 812,
-            "output_tokens": 240,
-            "cache_read_input_tokens": cache_read,
-            "cache_creation_input_tokens": None if cache_read is None else 0,
-        },
+        "input_tokens": 812,
+        "output_tokens": 240,
+        "cache_read_input_tokens": cache_read,
+        "cache_creation_input_tokens": None if cache_read is None else 0,
     }
 
 
@@ -118,8 +111,10 @@ class FakeMessagesApi:
         return body
 
 
-def ok(text: str | list[str] = PACKAGE, **kw: Any) -> httpx2.Response:
-    return httpx2.Response(200, json=message(text, **kw))
+def ok(
+    text: str | list[str] = PACKAGE, *, stop_reason: str = "end_turn", cache_read: int | None = 1200
+) -> httpx2.Response:
+    return httpx2.Response(200, json=anthropic_message(text, stop_reason=stop_reason, usage=usage(cache_read)))
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +162,7 @@ def test_request_shape_usage_and_exactly_one_call() -> None:
 
     assert document.markdown == PACKAGE + "\n"
     assert document.writer == "claude:claude-sonnet-5-5"
-    assert document.usage == Usage(
+    assert document.usage == PreviewUsage(
         input_tokens=812, output_tokens=240, cache_read_input_tokens=1200, cache_creation_input_tokens=0
     )
     assert document.trimmed_evidence == 0
@@ -332,20 +327,23 @@ def test_anthropic_base_url_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None
     assert str(api.requests[0].url) == "http://model-gateway.internal:4010/v1/messages"
 
 
-def test_writer_from_environment_picks_by_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(writer_from_environment(), OfflineWriter)
+def test_choose_picks_by_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    writers.reset_caches()
+    assert isinstance(writers.choose(), OfflineWriter)
     monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
-    writer = writer_from_environment()
+    writer = writers.choose()
     assert isinstance(writer, ClaudeWriter)
     assert writer.name == "claude:claude-sonnet-5-5"
+    assert writers.choose() is writer  # one writer per key and container: its connection is reused
+    writers.reset_caches()
 
 
 def test_importing_the_writers_does_not_import_anthropic() -> None:
     probe = (
         "import sys\n"
         "import flowpilot.writers\n"
-        "from flowpilot.writers import writer_from_environment\n"
-        "assert type(writer_from_environment()).__name__ == 'OfflineWriter'\n"
+        "from flowpilot.writers import choose\n"
+        "assert type(choose()).__name__ == 'OfflineWriter'\n"
         "from flowpilot.writers.claude import ClaudeWriter\n"
         "ClaudeWriter(api_key='k')\n"  # constructing is free too: the SDK loads on the first write
         "print(sorted(m for m in sys.modules if m == 'anthropic' or m.startswith('anthropic.')))\n"

@@ -100,7 +100,7 @@ def threaded_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto's threaded server with the lock `devstack.stack` installs, and the template's tables."""
     from moto.server import ThreadedMotoServer
 
-    for key, value in aws.environment(identity_mode="jwt").items():
+    for key, value in aws.environment().items():
         monkeypatch.setenv(key, value)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

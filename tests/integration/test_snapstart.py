@@ -105,23 +105,36 @@ def test_no_layer_module_draws_from_a_seeded_generator() -> None:
     assert offenders == []
 
 
-def test_after_restore_recreates_the_psa_http_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flowpilot.config import settings
-    from flowpilot.psa import factory
+def test_after_restore_recreates_the_psa_http_client() -> None:
+    from flowpilot.psa import egress, factory
 
-    monkeypatch.setenv("PSA_ALLOW_LOOPBACK", "true")
-    settings.cache_clear()
-    factory.reset_clients()
+    factory.reset_caches()
     try:
-        before = factory._http_client()
-        assert factory._http_client() is before  # one pool per process between restores
+        before = factory._http_client(egress.rules)
+        assert factory._http_client(egress.rules) is before  # one pool per process between restores
         from flowpilot import snapstart
 
         snapstart.after_restore()
-        assert factory._http_client() is not before
+        assert factory._http_client(egress.rules) is not before
     finally:
-        factory.reset_clients()
-        settings.cache_clear()
+        factory.reset_caches()
+
+
+def test_after_restore_runs_every_registered_reset_hook() -> None:
+    from flowpilot import resets, snapstart
+
+    ran: list[str] = []
+
+    def hook() -> None:
+        ran.append("hook")
+
+    resets.register(hook)
+    resets.register(hook)  # registered once, however often
+    try:
+        snapstart.after_restore()
+    finally:
+        resets._hooks.remove(hook)
+    assert ran == ["hook"]
 
 
 def test_after_restore_recreates_the_claude_sdk_client() -> None:
