@@ -21,6 +21,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from devstack import template
 from devstack.events import LambdaContext
@@ -34,7 +35,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 _load_lock = threading.RLock()
 
 
-def environment(identity_mode: str = "local", endpoint_url: str | None = None) -> dict[str, str]:
+def environment(endpoint_url: str | None = None) -> dict[str, str]:
     """Process environment for running every function locally, from the template's own variables."""
     env: dict[str, str] = {}
     for function in template.functions().values():
@@ -47,8 +48,6 @@ def environment(identity_mode: str = "local", endpoint_url: str | None = None) -
         "AWS_REGION": template.LOCAL_REGION,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_DEV": "false",
-        "FLOWPILOT_IDENTITY_MODE": identity_mode,
-        "PSA_ALLOW_LOOPBACK": "true",
     }
     env["FLOWPILOT_STAGE"] = template.LOCAL_STAGE
     if endpoint_url:
@@ -62,15 +61,10 @@ def apply_environment(env: dict[str, str]) -> None:
 
 
 def reset_process_caches() -> None:
-    """Forget settings and cached AWS clients (after the environment or the moto backend changed)."""
-    from flowpilot.config import settings
+    """Forget settings, cached clients and answers (after the environment or the moto backend changed)."""
+    from flowpilot import resets
 
-    settings.cache_clear()
-    for name, module in list(sys.modules.items()):
-        for hook in ("reset_clients", "clear_caches"):
-            reset = getattr(module, hook, None)
-            if name.startswith("flowpilot.") and callable(reset):
-                reset()
+    resets.reset_all()
 
 
 def create_tables() -> None:
@@ -221,8 +215,35 @@ def lambda_dispatch() -> Iterator[None]:
             response_headers["x-amz-function-error"] = "Unhandled"
         return json.dumps(result).encode()
 
+    lock_metrics()
     with mock.patch.object(LambdaSimpleBackend, "invoke", invoke):
         yield
+
+
+def lock_metrics() -> None:
+    """Make the functions' shared EMF metrics store safe between threads (idempotent).
+
+    A Lambda runs one invocation at a time; here an API handler and a state-machine step run at once in one
+    process, where an unguarded flush can fail a step that committed.
+    """
+    from flowpilot.observability import metrics
+
+    if not isinstance(metrics.provider, _LockedEMFProvider):
+        metrics.provider.__class__ = _LockedEMFProvider
+
+
+class _LockedEMFProvider(AmazonCloudWatchEMFProvider):
+    """Powertools' EMF provider with its metric store behind one lock (no state of its own: swapped in)."""
+
+    _lock = threading.RLock()
+
+    def add_metric(self, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            super().add_metric(*args, **kwargs)
+
+    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+        with self._lock:
+            super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
 
 
 class _NoSleep:

@@ -7,7 +7,7 @@ from typing import Any
 
 from devstack import gateway
 from devstack.cw_simulator import CWSimulator
-from flowpilot.identity import DEFAULT_DEV_ACCOUNT, DEFAULT_DEV_ENGINEER
+from devstack.gateway import DEFAULT_DEV_ACCOUNT, DEFAULT_DEV_ENGINEER
 
 DEMO_HEADERS = {"x-dev-account-id": DEFAULT_DEV_ACCOUNT, "x-dev-user-id": DEFAULT_DEV_ENGINEER}
 
@@ -19,6 +19,7 @@ def configure_account(sim: CWSimulator, headers: dict[str, str] = DEMO_HEADERS) 
         "/account-settings/psa-connection",
         body=sim.connection_settings(),
         headers=headers,
+        dev_identity=True,
     )
     preferences = gateway.call(
         "PUT",
@@ -30,6 +31,7 @@ def configure_account(sim: CWSimulator, headers: dict[str, str] = DEMO_HEADERS) 
             "cw_escalated_status_ids_by_board": {"2": 23},
         },
         headers=headers,
+        dev_identity=True,
     )
     for response in (connection, preferences):
         if response.status != 200:

@@ -1,7 +1,9 @@
 """API Gateway's part, in-process: match a route from template.yaml, build the v2 event, call the handler.
 
 The local HTTP server and the tests' API client both go through `call`, so both see exactly the routes
-of the template and the real `lambda_handler` of each function. `isolate_logger_keys` gives each thread
+of the template and the real `lambda_handler` of each function. Identity is the JWT authorizer's claims, as
+in AWS; on the local stack (`dev_identity`) the claims come from the X-Dev-Account-Id / X-Dev-User-Id
+headers, which is the only place those headers mean anything. `isolate_logger_keys` gives each thread
 its own Powertools Logger keys, as each Lambda invocation has in AWS.
 """
 
@@ -31,6 +33,18 @@ class ApiResponse:
         return json.loads(self.text) if self.text else None
 
 
+DEV_ACCOUNT_HEADER = "x-dev-account-id"
+DEV_USER_HEADER = "x-dev-user-id"
+DEFAULT_DEV_ACCOUNT = "acct-dev"
+DEFAULT_DEV_ENGINEER = "engineer-dev"
+
+
+def dev_claims(headers: dict[str, str] | None) -> tuple[str, str]:
+    """The (account, engineer) the local stack's X-Dev headers name, or the documented defaults."""
+    lowered = {str(k).lower(): v for k, v in (headers or {}).items()}
+    return lowered.get(DEV_ACCOUNT_HEADER) or DEFAULT_DEV_ACCOUNT, lowered.get(DEV_USER_HEADER) or DEFAULT_DEV_ENGINEER
+
+
 _NOT_FOUND = json.dumps({"error": {"code": "route_not_found", "message": "No such route."}})
 
 
@@ -49,7 +63,12 @@ def call(
     headers: dict[str, str] | None = None,
     account_id: str | None = None,
     user_id: str | None = None,
+    dev_identity: bool = False,
 ) -> ApiResponse:
+    """Call the route as API Gateway would: `account_id`/`user_id` are the JWT claims (None: no authorizer),
+    or with `dev_identity` (the local stack) both are taken from the X-Dev headers."""
+    if dev_identity:
+        account_id, user_id = dev_claims(headers)
     matched = template.match_route(method, path)
     if matched is None:
         # API Gateway answers unknown routes itself, before any function runs.
@@ -115,7 +134,7 @@ def isolate_logger_keys() -> None:
         return
     initial = dict(vars(formatter).pop("log_format"))
     formatter.__class__ = type(f"PerThread{type(formatter).__name__}", (_PerThreadKeys, type(formatter)), {})
-    formatter.initial_keys = initial
+    formatter.initial_keys = initial  # type: ignore[attr-defined]  # the class was just swapped for one that has it
 
 
 class _PerThreadKeys:

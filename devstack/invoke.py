@@ -5,7 +5,7 @@ answers, a fresh in-process one; prints each response as one JSON line on stdout
     python -m devstack.invoke [--function SessionsFunction] events/sessions__post_ai_sessions.json [...]
 
 The function defaults to the one template.yaml routes the event's `routeKey` to. The events' JWT claims are
-the caller (identity mode `jwt`, as behind API Gateway's authorizer). `env_local()` writes
+the caller, as behind API Gateway's authorizer. `env_local()` writes
 `events/env.local.json`, the same environment for the real `sam local invoke --env-vars` where Docker runs.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from contextlib import ExitStack
@@ -21,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from devstack import aws, template
+from devstack import aws, loopback, template
 from devstack.demo import default_api
 
 ENV_LOCAL_PATH = template.ROOT / "events" / "env.local.json"
@@ -38,7 +39,7 @@ def function_for(event: dict[str, Any]) -> str:
 
 def function_environment(logical_id: str, endpoint_url: str) -> dict[str, str]:
     """What the function sees on the local stack: the stack's names, then the function's own variables."""
-    env = aws.environment(identity_mode="jwt", endpoint_url=endpoint_url)
+    env = aws.environment(endpoint_url=endpoint_url)
     own = template.functions()[logical_id].environment
     env.update({k: str(v) for k, v in own.items() if k not in {"FLOWPILOT_STAGE"}})
     env["POWERTOOLS_METRICS_DISABLED"] = "true"
@@ -47,7 +48,7 @@ def function_environment(logical_id: str, endpoint_url: str) -> dict[str, str]:
 
 def env_local(endpoint_url: str = DEFAULT_MOTO_ENDPOINT) -> dict[str, dict[str, str]]:
     """`sam local invoke --env-vars` file: every function pointed at the local stack's moto and names."""
-    env = aws.environment(identity_mode="jwt", endpoint_url=endpoint_url)
+    env = aws.environment(endpoint_url=endpoint_url)
     # Only what the template declares: SAM passes nothing else into the container.
     wanted = {k: v for k, v in env.items() if not k.startswith(("AWS_", "POWERTOOLS_DEV", "POWERTOOLS_TRACE"))}
     wanted["FLOWPILOT_AWS_ENDPOINT_URL"] = endpoint_url
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.function and args.function not in functions:
         raise SystemExit(f"no function {args.function!r}; template.yaml has {', '.join(sorted(functions))}")
     with ExitStack() as cleanup:
+        cleanup.enter_context(loopback.loopback_psa())  # the stack's PSA is the simulator, on loopback
         endpoint = running_stack(args.api)
         if endpoint is not None:
             print(f"Using the local stack at {args.api} (moto {endpoint})", file=sys.stderr)
@@ -119,7 +121,9 @@ def _logs_to_stderr(level: str) -> None:
     """As `sam local invoke` does: the function's log lines on stderr, the response alone on stdout."""
     from flowpilot.observability import logger
 
-    logger.registered_handler.setStream(sys.stderr)
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
     logger.setLevel(level)
 
 

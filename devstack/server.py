@@ -158,7 +158,8 @@ class LocalApp:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
                 text = body  # the gateway base64-encodes it, as API Gateway does for binary bodies
-        response = gateway.call(call_method, raw_path, raw_body=text, query=query, headers=_headers(environ, body))
+        headers = _headers(environ, body)
+        response = gateway.call(call_method, raw_path, raw_body=text, query=query, headers=headers, dev_identity=True)
         label = response.route.split(" ", 1)[-1] if response.route else raw_path
         return Reply(response.status, response.headers, response.text.encode(), label=label)
 

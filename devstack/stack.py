@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
-from devstack import aws, template
+from devstack import aws, loopback, template
 
 OPERATOR_SETTINGS = (
     "DRIFT_CHECK_SECONDS",
@@ -64,10 +64,12 @@ class LocalStack:
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         moto.start()
         self.parts["moto"] = moto
-        env = aws.environment(identity_mode="local", endpoint_url=self.moto_url)
+        env = aws.environment(endpoint_url=self.moto_url)
         # What the operator sets wins over the template's defaults (e.g. DRIFT_CHECK_SECONDS=5 make dev).
         env.update(operator)
         aws.apply_environment(env)
+        # The simulator (and any PSA a developer points the stack at) may be on loopback.
+        self.parts["egress"] = loopback.allow_loopback_psa()
         self._quiet_functions(operator.get("POWERTOOLS_LOG_LEVEL"))
         steps = mock.patch.object(aws, "invoke_function", _logged_steps(aws.invoke_function))
         for name, context in (
@@ -132,6 +134,8 @@ class LocalStack:
                 self.parts[name].__exit__(None, None, None)
         if "moto" in self.parts:
             self.parts["moto"].stop()
+        if "egress" in self.parts:
+            loopback.restore(self.parts.pop("egress"))
 
     def describe(self) -> str:
         lines = [

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from devstack import aws, gateway
+from devstack import aws, gateway, loopback
 from devstack.gateway import ApiResponse
 
 # Fails any test whose captured output or API responses carry a known secret (tests/leakcheck.py).
 pytest_plugins = ["tests.leakcheck"]
 
 # Every test runs with fake credentials and the local stage's names, never a real account.
-os.environ.update(aws.environment(identity_mode="jwt"))
+os.environ.update(aws.environment())
 
 
 class Api:
@@ -59,7 +59,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
     No execution may outlive its test: leaving the fixture waits for stragglers (drift re-checks).
     """
-    env = aws.environment(identity_mode="jwt")
+    env = aws.environment()
     env["DRIFT_CHECK_SECONDS"] = "0"
     env["WRITEBACK_WAIT_SECONDS"] = "20"
     for key, value in env.items():
@@ -83,15 +83,20 @@ def api_b(aws_env: dict[str, str]) -> Api:
 
 @pytest.fixture
 def cw(aws_env: dict[str, str]) -> Iterator[Any]:
-    """The ConnectWise simulator on loopback, seeded with the demo boards and tickets 1001-1006."""
+    """The ConnectWise simulator on loopback, seeded with the demo boards and tickets 1001-1006.
+
+    With it, the local stack's loopback allowance for PSA URLs (`devstack/loopback.py`); without it, a test
+    runs under AWS's egress rules.
+    """
     from devstack.cw_simulator import CWSimulator
 
     sim = CWSimulator()
     sim.start()
     sim.demo = sim.seed_demo()  # type: ignore[attr-defined]
     try:
-        yield sim
-        aws.drain_executions(aws_env["state_machines"].split(","))
+        with loopback.loopback_psa():
+            yield sim
+            aws.drain_executions(aws_env["state_machines"].split(","))
     finally:
         sim.stop()
 

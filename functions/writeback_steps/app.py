@@ -5,7 +5,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flowpilot import writeback_steps
+from flowpilot.config import settings
 from flowpilot.observability import logger, metrics
+
+settings()  # a missing table name fails the cold start, not the first write-back
 
 
 @logger.inject_lambda_context(clear_state=True)

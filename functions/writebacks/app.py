@@ -58,4 +58,4 @@ def _answer(outcome: writeback.PostOutcome) -> tuple[ResolutionPostResponse | Wr
     return outcome.answer, 200 if outcome.finished else 202
 
 
-lambda_handler = handler_for(router)
+lambda_handler = handler_for(router, requires=("state_machine_arn",))

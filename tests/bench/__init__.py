@@ -1,4 +1,4 @@
-"""Benchmarks of FlowPilot Writeback (issue 6 §4): `python -m tests.bench` (or `make bench`).
+"""Benchmarks of FlowPilot Writeback: `python -m tests.bench` (or `make bench`).
 
 Measures cold start (handler import vs `import boto3`), AWS/PSA/model requests and in-process latency
 per route on moto, and how list pages and preview prompts grow with the account and the evidence. Prints

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+from tests.helpers import anthropic_message
+
 DDB_WRITE_OPS = frozenset({"PutItem", "UpdateItem", "TransactWriteItems", "DeleteItem", "BatchWriteItem"})
 DDB_READ_OPS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
 # botocore's event names for the services the product uses.
@@ -247,24 +249,7 @@ class FakeMessagesApi:
         self.request_chars.append(len(request.content))
         system = json.loads(request.content)["system"][0]["text"]
         text = ESCALATION_TEXT if "escalation package" in system else RESOLUTION_TEXT
-        return httpx2.Response(
-            200,
-            json={
-                "id": "msg_bench",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude-sonnet-4-5",
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "usage": {
-                    "input_tokens": 1200,
-                    "output_tokens": 240,
-                    "cache_read_input_tokens": 900,
-                    "cache_creation_input_tokens": 300,
-                },
-            },
-        )
+        return httpx2.Response(200, json=anthropic_message(text))
 
     @property
     def calls(self) -> int:
@@ -313,7 +298,7 @@ class Stack:
 def bench_environment() -> dict[str, str]:
     from devstack import aws
 
-    env = aws.environment(identity_mode="jwt")
+    env = aws.environment()
     env["DRIFT_CHECK_SECONDS"] = "0"  # the re-check runs right after the verified answer
     env["WRITEBACK_WAIT_SECONDS"] = "20"
     return env
@@ -340,7 +325,7 @@ def process_environment(env: dict[str, str]) -> Iterator[None]:
 def moto_stack() -> Iterator[Stack]:
     import httpx2
 
-    from devstack import aws
+    from devstack import aws, loopback
     from devstack.cw_simulator import CWSimulator
     from flowpilot import previews
     from flowpilot.writers.claude import ClaudeWriter
@@ -352,7 +337,12 @@ def moto_stack() -> Iterator[Stack]:
     meter = AwsMeter()
     sim = CWSimulator()
     steps = StepMeter(meter, lambda: len(sim.requests))
-    with process_environment(bench_environment()), aws.emulated_aws() as machines, steps.active():
+    with (
+        process_environment(bench_environment()),
+        aws.emulated_aws() as machines,
+        loopback.loopback_psa(),  # the simulator is on loopback
+        steps.active(),
+    ):
         # One writer for the whole run, as one per container in AWS: warm invocations reuse its client.
         writer = ClaudeWriter(api_key="sk-ant-bench", http_client=http_client)
         previews_patch = mock.patch.object(previews, "writer_factory", lambda: writer)

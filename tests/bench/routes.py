@@ -287,7 +287,7 @@ def _writeback_warmup(api: Api) -> dict[str, Any]:
     sim.add_ticket(3000, board_id=1, status_id=2, summary="Bench warm-up ticket")
     from flowpilot.psa import connectwise
 
-    connectwise.clear_caches()
+    connectwise.reset_caches()
     session = api.new_session(ticket_id=3000)
     mark = stack.mark()
     started = time.perf_counter()

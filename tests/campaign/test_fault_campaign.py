@@ -1,4 +1,4 @@
-"""Fault campaign (issue 6 §1): hundreds of write-backs through the real handlers, the executed state
+"""Fault campaign: hundreds of write-backs through the real handlers, the executed state
 machine and the ConnectWise simulator, each with its own seeded mix of PSA faults, checked against the
 write-back invariants after every one.
 

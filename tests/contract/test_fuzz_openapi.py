@@ -62,6 +62,7 @@ UNDOCUMENTED_4XX: dict[str, set[int]] = {
     "GET /ai-sessions": set(),
     "GET /ai-sessions/{session_id}": set(),
     "POST /ai-sessions/{session_id}/evidence": set(),
+    "GET /ai-sessions/{session_id}/evidence": set(),
     "PUT /ai-sessions/{session_id}/psa-ticket": set(),
     "POST /ai-sessions/{session_id}/suggested-fixes": set(),
     "GET /ai-sessions/{session_id}/suggested-fixes": set(),
@@ -111,8 +112,8 @@ def fuzz_env() -> Iterator[None]:
 
     Production URL rules for the PSA connection (no loopback exception), and no outbound network at all.
     """
-    env = aws.environment(identity_mode="jwt")
-    env.update(DRIFT_CHECK_SECONDS="0", WRITEBACK_WAIT_SECONDS="20", PSA_ALLOW_LOOPBACK="false")
+    env = aws.environment()
+    env.update(DRIFT_CHECK_SECONDS="0", WRITEBACK_WAIT_SECONDS="20")
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)

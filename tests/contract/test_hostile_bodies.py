@@ -4,7 +4,8 @@ The class, not the instance: JSON nested past any parser's recursion, numbers pa
 floats can hold, escaped lone surrogates (valid JSON, not valid Unicode), NUL and control characters, and
 JSON that is not an object, sent to every body route; and every string field of the settings bodies filled
 with such strings. Each must answer a 4xx JSON error and leave the tables and secrets as they were. Both on
-the local stack (X-Dev identity, loopback PSA allowed) and in AWS mode (JWT claims, production URL rules).
+the local stack (the gateway makes the claims from X-Dev headers, loopback PSA allowed) and as in AWS (JWT
+claims, production URL rules).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack import gateway, template
+from devstack import gateway, loopback, template
 from devstack.gateway import ApiResponse
 from devstack.sample_events import sample_body
+from tests.helpers import table_items
 from tests.leakcheck import scan_response
 
 ACCOUNT, ENGINEER = "acct-hostile", "engineer-hostile"
@@ -95,26 +97,20 @@ HOSTILE_STRINGS: dict[str, str] = {
 
 
 @pytest.fixture(params=["local", "aws"])
-def mode(request: pytest.FixtureRequest, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def mode(request: pytest.FixtureRequest, aws_env: dict[str, str]) -> Iterator[str]:
     """The local stack's rules (X-Dev headers, loopback PSA allowed) or AWS's (JWT claims, public PSA only)."""
-    from flowpilot.config import settings
-
-    monkeypatch.setenv("FLOWPILOT_IDENTITY_MODE", "jwt" if request.param == "aws" else "local")
-    monkeypatch.setenv("PSA_ALLOW_LOOPBACK", "false" if request.param == "aws" else "true")
-    settings.cache_clear()
-    yield request.param
-    settings.cache_clear()
+    if request.param == "local":
+        with loopback.loopback_psa():
+            yield request.param
+    else:
+        yield request.param
 
 
 def call(mode: str, method: str, path: str, *, body: Any = None, raw_body: str | None = None) -> ApiResponse:
     if mode == "aws":
         identity: dict[str, Any] = {"account_id": ACCOUNT, "user_id": ENGINEER}
     else:
-        identity = {
-            "account_id": None,
-            "user_id": None,
-            "headers": {"X-Dev-Account-Id": ACCOUNT, "X-Dev-User-Id": ENGINEER},
-        }
+        identity = {"dev_identity": True, "headers": {"X-Dev-Account-Id": ACCOUNT, "X-Dev-User-Id": ENGINEER}}
     if raw_body is not None:
         headers = {**identity.pop("headers", {}), "Content-Type": "application/json"}
         response = gateway.call(method, path, raw_body=raw_body, headers=headers, **identity)
@@ -137,12 +133,10 @@ def world(mode: str) -> dict[str, str]:
 
 def stored_state() -> dict[str, Any]:
     """Everything a request could change: every table's items and the PSA secrets."""
-    dynamodb = boto3.client("dynamodb", region_name=template.LOCAL_REGION)
-    state: dict[str, Any] = {}
-    for spec in template.tables().values():
-        name = spec["create"]["TableName"]
-        items = dynamodb.scan(TableName=name, ConsistentRead=True)["Items"]
-        state[name] = sorted(json.dumps(item, sort_keys=True) for item in items)
+    state: dict[str, Any] = {
+        logical_id: [json.dumps(item, sort_keys=True, default=str) for item in table_items(logical_id)]
+        for logical_id in template.tables()
+    }
     secrets = boto3.client("secretsmanager", region_name=template.LOCAL_REGION)
     state["secrets"] = sorted(s["Name"] for s in secrets.list_secrets()["SecretList"])
     return state

@@ -1,10 +1,12 @@
-"""Security checks: who the caller is (JWT only in AWS, X-Dev headers only locally), SSRF-safe PSA URLs, no secrets out.
+"""Security checks: who the caller is (JWT claims only; the local gateway makes them from X-Dev headers), SSRF-safe
+PSA URLs, no secrets out.
 
-(a) In AWS (jwt identity mode) an event without authorizer claims is a 401 on EVERY route of template.yaml, the
-    X-Dev-* headers mean nothing, and malformed claims are a 401, never a 500; the template keeps it that way.
-(b) On the local stack (local identity mode) the X-Dev-* headers are the identity, and malformed ones are a 401.
+(a) An event without authorizer claims is a 401 on EVERY route of template.yaml, the X-Dev-* headers mean nothing
+    to the functions, and malformed claims are a 401, never a 500; the template and the layer keep it that way.
+(b) On the local stack the gateway turns the X-Dev-* headers into the claims, and malformed ones are a 401.
 (c) The PSA connection refuses base URLs (or sites) that reach our own network: loopback, link-local (the metadata
     service), private and shared ranges, in every spelling a resolver accepts (decimal, hex, octal, short forms).
+    Only the local stack's loopback allowance (`devstack/loopback.py`, never installed in AWS) lifts that.
     tests/integration/test_settings_api.py has the basic cases; these are the ones it does not.
 (d) PSA keys never come back out: a sweep of every route after saving a connection, and validation errors that do
     not echo the rejected values. (tests/leakcheck.py checks every response and log line of the whole run too.)
@@ -15,17 +17,20 @@ Tenant isolation per route is tests/contract/test_tenant_isolation.py; this file
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from devstack import aws, gateway, template
+from devstack import aws, gateway, loopback, template
 from devstack.events import LambdaContext, http_event
 from devstack.gateway import ApiResponse
 from devstack.sample_events import sample_body
 from tests.conftest import Api, connect_psa
+from tests.helpers import table_items
 from tests.leakcheck import register_psa_credentials, scan_response
 
 LOCAL_DEFAULT_ACCOUNT, LOCAL_DEFAULT_ENGINEER = "acct-dev", "engineer-dev"
@@ -54,11 +59,6 @@ def call(method: str, path: str, **kw: Any) -> ApiResponse:
     scan_response(response.text, f"the response to {method} {path}")
     assert response.status != 500, f"{method} {path} answered 500: {response.text}"
     return response
-
-
-def sessions_table_dump() -> list[dict[str, Any]]:
-    table = boto3.resource("dynamodb").Table(template.physical_name("SessionsTable"))
-    return sorted(table.scan()["Items"], key=lambda i: (i["PK"], i["SK"]))
 
 
 def seed_world(api: Api) -> dict[str, str]:
@@ -100,14 +100,14 @@ _SAMPLE_WORLD = {"session_id": "ses_sample", "fix_id": "fix_sample", "closed": "
 
 @pytest.fixture
 def dev_world(aws_env: dict[str, str]) -> dict[str, str]:
-    """Data of the local stack's default account: if jwt mode ever fell back to the X-Dev defaults, it would show."""
+    """Data of the local stack's default account: if a function ever fell back to the X-Dev defaults, it would show."""
     return seed_world(Api(LOCAL_DEFAULT_ACCOUNT, LOCAL_DEFAULT_ENGINEER))
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.route_key)
 def test_every_route_refuses_an_event_without_claims(dev_world: dict[str, str], route: template.Route) -> None:
     """No authorizer claims: 401, with or without X-Dev headers naming the local default account (which has data)."""
-    before = sessions_table_dump()
+    before = table_items()
     for headers in (None, DEV_HEADERS):
         response = call(
             route.method,
@@ -119,7 +119,7 @@ def test_every_route_refuses_an_event_without_claims(dev_world: dict[str, str], 
         )
         assert response.status == 401, f"{route.route_key} (headers {headers}): {response.status} {response.text}"
         assert response.body["error"]["code"] == "unauthorized"
-    assert sessions_table_dump() == before, f"{route.route_key} changed stored data without an identity"
+    assert table_items() == before, f"{route.route_key} changed stored data without an identity"
 
 
 def test_x_dev_headers_cannot_override_the_claims(api: Api, api_b: Api) -> None:
@@ -194,7 +194,7 @@ def test_an_authorizer_without_jwt_claims_is_401(aws_env: dict[str, str], author
 
 
 def test_the_template_keeps_identity_behind_the_jwt_authorizer() -> None:
-    """Deployed: every route behind the Cognito JWT authorizer; no function in local identity mode or on loopback."""
+    """Deployed: every route behind the Cognito JWT authorizer; no function is given a dev-only switch."""
     resources = template.load()["Resources"]
     auth = resources["HttpApi"]["Properties"]["Auth"]
     assert auth.get("DefaultAuthorizer") in auth.get("Authorizers", {}), "HttpApi has no default JWT authorizer"
@@ -210,11 +210,28 @@ def test_the_template_keeps_identity_behind_the_jwt_authorizer() -> None:
         for res in template.resources("AWS::Serverless::Function").values()
     ]
     for variables in environments:
-        assert variables.get("FLOWPILOT_IDENTITY_MODE", "jwt") == "jwt", "a deployed function trusts X-Dev headers"
+        assert "FLOWPILOT_IDENTITY_MODE" not in variables, "identity is the JWT claims only: no identity switch"
         assert "PSA_ALLOW_LOOPBACK" not in variables, "a deployed function may call a PSA on loopback"
         assert str(variables.get("POWERTOOLS_LOGGER_LOG_EVENT", "false")).lower() == "false", (
             "events carry PSA keys (PUT /account-settings/psa-connection): they must never be logged whole"
         )
+
+
+LAYER = Path(__file__).resolve().parents[2] / "layers" / "flowpilot" / "flowpilot"
+
+
+def test_the_layer_has_no_dev_only_switch() -> None:
+    """The shipped layer reads identity from the claims only, never X-Dev headers or an identity/loopback switch;
+    the PSA egress rules are replaced only from outside it (devstack), never assigned inside it."""
+    offenders = []
+    for path in LAYER.rglob("*.py"):
+        text = path.read_text()
+        where = path.relative_to(LAYER)
+        for pattern in (r"(?i)[\"']x-dev-", r"(?i)identity_mode", r"(?i)allow_loopback\s*=\s*True", "ALLOW_LOOPBACK"):
+            offenders += [f"{where}: {pattern}" for _ in re.finditer(pattern, text)]
+        if path.name != "egress.py":
+            offenders += [f"{where}: assigns egress.rules" for _ in re.finditer(r"egress\.rules\s*=[^=]", text)]
+    assert offenders == []
 
 
 def test_no_one_can_choose_their_own_account_id() -> None:
@@ -241,23 +258,17 @@ def test_no_one_can_choose_their_own_account_id() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# (b) local stack: identity from X-Dev-* headers
+# (b) local stack: the gateway makes the claims from the X-Dev-* headers
 
 
 @pytest.fixture
-def local_mode(aws_env: dict[str, str]) -> Iterator[None]:
-    from flowpilot.config import settings
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLOWPILOT_IDENTITY_MODE", "local")
-        settings.cache_clear()
-        yield
-    settings.cache_clear()
+def local_mode(aws_env: dict[str, str]) -> None:
+    """The local stack's gateway in front of the same functions (nothing in the functions changes)."""
 
 
 def local_call(method: str, path: str, headers: dict[str, str] | None = None, body: Any = None) -> ApiResponse:
-    # No authorizer on the local stack: only headers.
-    return call(method, path, body=body, headers=headers, account_id=None, user_id=None)
+    # No authorizer on the local stack: the gateway takes the claims from the headers.
+    return call(method, path, body=body, headers=headers, dev_identity=True)
 
 
 def test_local_stack_takes_identity_from_x_dev_headers(local_mode: None) -> None:
@@ -277,13 +288,13 @@ def test_local_stack_takes_identity_from_x_dev_headers(local_mode: None) -> None
 
 @pytest.mark.parametrize("value", [v for v in MALFORMED_IDS if v and "\n" not in v], ids=lambda v: v[:20])
 def test_local_stack_refuses_malformed_x_dev_identities(local_mode: None, value: str) -> None:
-    before = sessions_table_dump()
+    before = table_items()
     for header in ("X-Dev-Account-Id", "X-Dev-User-Id"):
         headers = {**DEV_HEADERS, header: value}
         for route in ROUTES:
             response = local_call(route.method, concrete_path(route, _SAMPLE_WORLD), headers, sample_body(route))
             assert response.status == 401, f"{route.route_key}, {header}: {value!r}: {response.status} {response.text}"
-    assert sessions_table_dump() == before
+    assert table_items() == before
 
 
 def test_the_longest_valid_local_identity_is_accepted(local_mode: None) -> None:
@@ -356,14 +367,11 @@ MALFORMED_BASE_URLS = [
 
 
 @pytest.fixture
-def production_url_rules(aws_env: dict[str, str]) -> Iterator[None]:
-    from flowpilot.config import settings
+def production_url_rules(aws_env: dict[str, str]) -> None:
+    """AWS's PSA URL rules: what the layer applies unless devstack installs the loopback allowance (not here)."""
+    from flowpilot.psa import egress
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PSA_ALLOW_LOOPBACK", "false")
-        settings.cache_clear()
-        yield
-    settings.cache_clear()
+    assert type(egress.rules) is egress.EgressRules
 
 
 def _assert_refused(api: Api, connection: dict[str, Any]) -> None:
@@ -384,28 +392,21 @@ def test_psa_site_cannot_reach_internal_addresses(api: Api, production_url_rules
 
 
 @pytest.mark.parametrize(
-    ("identity_mode", "base_url"),
-    [("jwt", url) for url in MALFORMED_BASE_URLS] + [("local", url) for url in MALFORMED_BASE_URLS if "[::" not in url],
+    ("where", "base_url"),
+    [("aws", url) for url in MALFORMED_BASE_URLS] + [("local", url) for url in MALFORMED_BASE_URLS if "[::" not in url],
     ids=repr,
 )
-def test_malformed_base_urls_are_invalid_base_url(
-    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, identity_mode: str, base_url: str
-) -> None:
-    """AWS (jwt identity, production URL rules) and the local stack (X-Dev identity, loopback allowed) alike;
-    the local stack may point anywhere (the simulator), so only the shape rules apply there."""
-    from flowpilot.config import settings
-
-    monkeypatch.setenv("FLOWPILOT_IDENTITY_MODE", identity_mode)
-    monkeypatch.setenv("PSA_ALLOW_LOOPBACK", "false" if identity_mode == "jwt" else "true")
-    settings.cache_clear()
-    url = base_url if identity_mode == "jwt" else base_url.replace("https://", "http://")
+def test_malformed_base_urls_are_invalid_base_url(aws_env: dict[str, str], where: str, base_url: str) -> None:
+    """AWS (JWT claims, production URL rules) and the local stack (X-Dev headers made claims, loopback allowed)
+    alike; the local stack may point anywhere (the simulator), so only the shape rules apply there."""
+    url = base_url if where == "aws" else base_url.replace("https://", "http://")
     identity: dict[str, Any] = (
         {"account_id": "acct-a", "user_id": "engineer-a"}
-        if identity_mode == "jwt"
-        else {"account_id": None, "user_id": None, "headers": {"X-Dev-Account-Id": "acct-a"}}
+        if where == "aws"
+        else {"dev_identity": True, "headers": {"X-Dev-Account-Id": "acct-a"}}
     )
-    response = call("PUT", "/account-settings/psa-connection", body={**CONNECTION, "base_url": url}, **identity)
-    settings.cache_clear()
+    with loopback.loopback_psa() if where == "local" else nullcontext():
+        response = call("PUT", "/account-settings/psa-connection", body={**CONNECTION, "base_url": url}, **identity)
     assert response.status == 422, f"{url!r}: {response.status} {response.text}"
     assert response.body["error"]["code"] == "invalid_base_url", response.text
     assert call("GET", "/account-settings", **identity).body["psa"]["configured"] is False
@@ -425,8 +426,11 @@ def test_public_psa_hosts_stay_accepted(api: Api, production_url_rules: None) ->
 
 
 def test_local_stack_may_use_the_simulator_on_loopback(api: Api) -> None:
-    """The one exception (PSA_ALLOW_LOOPBACK, set only by devstack): http to the ConnectWise simulator."""
-    response = api.put("/account-settings/psa-connection", {**CONNECTION, "base_url": "http://127.0.0.1:8089/apis/3.0"})
+    """The one exception (the loopback allowance, installed only by devstack): http to the ConnectWise simulator."""
+    simulator = {**CONNECTION, "base_url": "http://127.0.0.1:8089/apis/3.0"}
+    assert api.put("/account-settings/psa-connection", simulator).status == 422  # not installed: AWS's rules
+    with loopback.loopback_psa():
+        response = api.put("/account-settings/psa-connection", simulator)
     assert response.status == 200, response.text
 
 
@@ -439,12 +443,15 @@ def keyed_psa(api: Api, aws_env: dict[str, str]) -> Iterator[Any]:
     """The ConnectWise simulator with this file's (registered) keys, saved as account A's PSA connection."""
     from devstack.cw_simulator import CWSimulator
 
-    with CWSimulator(
-        company_id=PSA_KEYS["company_id"],
-        public_key=PSA_KEYS["public_key"],
-        private_key=PSA_KEYS["private_key"],
-        client_id=CONNECTION["client_id"],
-    ) as sim:
+    with (
+        CWSimulator(
+            company_id=PSA_KEYS["company_id"],
+            public_key=PSA_KEYS["public_key"],
+            private_key=PSA_KEYS["private_key"],
+            client_id=CONNECTION["client_id"],
+        ) as sim,
+        loopback.loopback_psa(),
+    ):
         sim.seed_demo()
         connect_psa(api, sim)
         yield sim

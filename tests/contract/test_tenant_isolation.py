@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 
 from devstack import template
 from devstack.sample_events import sample_body
 from tests.conftest import Api
+from tests.helpers import table_items
 
 # How account B's call on A's resources must end: "404" (indistinguishable from missing) or "own-data"
 # (the call succeeds but answers only from B's own, empty account).
@@ -41,12 +41,6 @@ EXPECTED: dict[str, str] = {
 def test_every_route_has_an_isolation_expectation() -> None:
     routes = {r.route_key for r in template.routes()}
     assert routes == set(EXPECTED), f"routes without an isolation check: {routes - set(EXPECTED)}"
-
-
-def _sessions_table_dump() -> list[dict[str, Any]]:
-    table = boto3.resource("dynamodb").Table(template.physical_name("SessionsTable"))
-    items = table.scan()["Items"]
-    return sorted(items, key=lambda i: (i["PK"], i["SK"]))
 
 
 @pytest.fixture
@@ -94,13 +88,13 @@ def test_another_account_cannot_see_or_change_a(
         .replace("{fix_id}", a_world["fix"])
         .replace("{writeback_id}", a_world["writeback"])
     )
-    before = _sessions_table_dump()
+    before = table_items()
     a_view_before = api.get(f"/ai-sessions/{a_world['active']}").body
     response = api_b.call(route.method, path, body=sample_body(route))
     expectation = EXPECTED[route.route_key]
     if expectation == "404":
         assert response.status == 404, f"{route.route_key}: {response.status} {response.text}"
-        assert _sessions_table_dump() == before, f"{route.route_key} changed stored data for a 404"
+        assert table_items() == before, f"{route.route_key} changed stored data for a 404"
     else:
         assert response.status in (200, 201), f"{route.route_key}: {response.status} {response.text}"
         for a_id in a_world.values():

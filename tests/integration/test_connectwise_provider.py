@@ -33,7 +33,7 @@ from flowpilot.psa import (
     note_marker,
     with_marker,
 )
-from flowpilot.psa.connectwise import ConnectWiseConnection, ConnectWiseProvider, clear_caches, provider_for
+from flowpilot.psa.connectwise import ConnectWiseConnection, ConnectWiseProvider, provider_for, reset_caches
 from tests.leakcheck import register_psa_credentials
 
 PUBLIC_KEY = "pubKEY-9f8e7d6c"
@@ -47,9 +47,9 @@ Factory = Callable[..., ConnectWiseProvider]
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
-    clear_caches()
+    reset_caches()
     yield
-    clear_caches()
+    reset_caches()
 
 
 @pytest.fixture
@@ -379,7 +379,7 @@ def test_board_statuses_are_cached_per_board(sim: CWSimulator, make: Factory) ->
     assert sim.requests == []
     cw.check_target_status(cw.fetch_ticket("1005"), 25)
     assert api_calls(sim) == [("GET", "/service/tickets/1005"), ("GET", "/service/boards/2/statuses")]
-    clear_caches()
+    reset_caches()
     sim.clear_requests()
     cw.board_statuses(1)
     assert api_calls(sim) == [("GET", "/service/boards/1/statuses")]

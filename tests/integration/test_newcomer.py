@@ -1,4 +1,4 @@
-"""The newcomer check (issue 14): the stack booted as the README says, used as the README says.
+"""The newcomer check: the stack booted as the README says, used as the README says.
 
 `python -m devstack` in a subprocess on free ports; the README's curl examples parsed from README.md and run
 with bash; the demo twice; malformed requests; a burst of 40 concurrent requests; `make invoke`'s module on

@@ -37,6 +37,7 @@ from flowpilot.writers import ESCALATION_HEADINGS, OfflineWriter
 from flowpilot.writers.claude import DEFAULT_RETRY_AFTER_SECONDS, ClaudeWriter
 from flowpilot.writers.prompt import build_prompt, document_kinds
 from tests.conftest import Api
+from tests.helpers import MESSAGE_USAGE, anthropic_message
 from tests.leakcheck import register_secret
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,30 +53,10 @@ ESCALATION_TEXT = (
     "## What we've tried\n- Reinstalled the client — still drops.\n\n## Current hypothesis\n"
     "- Idle timeout on the firewall (unconfirmed).\n\n## Suggested next steps\n- Check the firewall logs.\n"
 )
-USAGE = {
-    "input_tokens": 1200,
-    "output_tokens": 240,
-    "cache_read_input_tokens": 900,
-    "cache_creation_input_tokens": 300,
-}
 
 
 def preview_path(session_id: str, kind: str) -> str:
     return f"/ai-sessions/{session_id}/{kind}/preview"
-
-
-def message(text: str, usage: dict[str, int] | None = None) -> dict[str, Any]:
-    """A Messages API answer, as the API sends it."""
-    return {
-        "id": "msg_01",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-5-5",
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": usage or USAGE,
-    }
 
 
 Reply = Callable[[httpx2.Request], httpx2.Response]
@@ -98,7 +79,7 @@ class FakeMessagesApi:
             return self.script.pop(0)(request)
         system = json.loads(request.content)["system"][0]["text"]
         text = ESCALATION_TEXT if "escalation package" in system else RESOLUTION_TEXT
-        return httpx2.Response(200, json=message(text))
+        return httpx2.Response(200, json=anthropic_message(text))
 
     def then(self, *replies: Reply) -> None:
         self.script.extend(replies)
@@ -176,7 +157,7 @@ def test_claude_request_shape_and_usage_recorded(api: Api, model: FakeMessagesAp
     assert body["writer"] == "claude:claude-sonnet-5-5"
     assert body["state_version"] == 2
     assert body["target_ticket_ref"] == {"provider": "connectwise", "ticket_id": "1001"}
-    assert body["usage"] == USAGE
+    assert body["usage"] == MESSAGE_USAGE
     assert body["warnings"] == []
 
     assert len(model.requests) == 1
@@ -194,7 +175,7 @@ def test_claude_request_shape_and_usage_recorded(api: Api, model: FakeMessagesAp
 
     stored = cache_item("acct-a", session["id"], RESOLUTION, 2)
     assert stored is not None
-    assert stored["usage"] == USAGE
+    assert stored["usage"] == MESSAGE_USAGE
     assert stored["writer"] == "claude:claude-sonnet-5-5"
     assert stored["markdown"] == RESOLUTION_TEXT
     ttl = stored["expires_at"] - int(time.time())
@@ -306,7 +287,7 @@ def test_secret_in_model_output_is_reported_with_kind_and_line(api: Api, model: 
     session = api.new_session()
     add_evidence(api, session["id"], "tried", "Reset the VPN service account", "pass" + "word=" + secret)
     leaked = f"Summary line\n\n## What we did\n- Logged in with password={secret}\n"
-    model.then(answer(200, message(leaked)))
+    model.then(answer(200, anthropic_message(leaked)))
 
     body = api.post(preview_path(session["id"], RESOLUTION)).body
 
@@ -431,7 +412,7 @@ def test_malformed_escalation_from_the_model_is_not_cached(api: Api, model: Fake
     session = api.new_session()
     path = preview_path(session["id"], ESCALATION)
     attempts = settings().anthropic_max_retries + 1
-    model.then(*[answer(200, message("## Problem\nOnly one section.\n"))] * attempts)
+    model.then(*[answer(200, anthropic_message("## Problem\nOnly one section.\n"))] * attempts)
 
     response = api.post(path)
 
@@ -476,7 +457,8 @@ def test_unknown_session_and_malformed_id(api: Api) -> None:
     assert missing.status == 404
     assert missing.body["error"]["code"] == "session_not_found"
     malformed = api.post(preview_path("bad%20id", ESCALATION))
-    assert malformed.status in {404, 422}, malformed.text
+    assert malformed.status == 422, malformed.text
+    assert malformed.body["error"]["code"] == "validation_error"
 
 
 def test_non_json_body_is_refused(api: Api) -> None:
@@ -496,7 +478,7 @@ import json, os, sys
 from moto import mock_aws
 from devstack import aws, gateway
 
-os.environ.update(aws.environment(identity_mode="jwt"))
+os.environ.update(aws.environment())
 os.environ.pop("ANTHROPIC_API_KEY", None)
 with mock_aws(config=aws.MOTO_CONFIG):
     aws.reset_process_caches()
@@ -630,7 +612,10 @@ def test_sample_event_drives_the_handler(api: Api, kind: str) -> None:
     name = f"previews__post_ai_sessions_session_id_{kind.replace('-', '_')}_preview.json"
     event = json.loads((ROOT / "events" / name).read_text())
     handler = aws.handler("PreviewsFunction")
-    assert handler(event, LambdaContext())["statusCode"] == 404
+    missing = handler(event, LambdaContext())
+    # The route matched and the session is missing: a route-not-found 404 would carry another code.
+    assert missing["statusCode"] == 404, missing["body"]
+    assert json.loads(missing["body"])["error"]["code"] == "session_not_found"
 
     claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
     now = "2026-01-01T00:00:00.000000Z"
@@ -703,7 +688,7 @@ def test_concurrent_misses_of_one_state_make_one_model_call(api: Api, model: Fak
     add_evidence(api, session["id"], "tried", "Updated the VPN client", "No drops since")
     released: list[bool] = []
     # The model answers only once the seven other requests are waiting for it.
-    model.then(held_until(watch.all_waiting, answer(200, message(RESOLUTION_TEXT)), released))
+    model.then(held_until(watch.all_waiting, answer(200, anthropic_message(RESOLUTION_TEXT)), released))
 
     responses = concurrently(api, preview_path(session["id"], RESOLUTION))
 
@@ -849,7 +834,7 @@ def test_control_characters_never_reach_the_model_or_a_claude_preview(
 ) -> None:
     session = api.new_session(problem=DIRTY_PROBLEM)
     add_dirty_evidence(api, session["id"])
-    model.then(answer(200, message(dirty)))
+    model.then(answer(200, anthropic_message(dirty)))
 
     body = api.post(preview_path(session["id"], kind)).body
 

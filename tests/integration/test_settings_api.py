@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from tests.conftest import Api
+from tests.helpers import table_items
 from tests.leakcheck import register_psa_credentials
 
 CONNECTION = {
@@ -52,8 +53,7 @@ def test_psa_keys_go_to_secrets_manager_and_never_come_back(
         "public_key": CONNECTION["public_key"],
         "private_key": CONNECTION["private_key"],
     }
-    table = boto3.resource("dynamodb").Table("flowpilot-local-sessions")
-    assert CONNECTION["private_key"] not in json.dumps(table.scan()["Items"], default=str)
+    assert CONNECTION["private_key"] not in json.dumps(table_items(), default=str)
     logs = capsys.readouterr().out + caplog.text
     assert CONNECTION["private_key"] not in logs and CONNECTION["public_key"] not in logs
 
@@ -86,24 +86,15 @@ def test_preferences_round_trip_and_validation(api: Api) -> None:
         "https://metadata.google.internal/x",
     ],
 )
-def test_psa_base_url_must_be_public_https_outside_the_local_stack(
-    api: Api, monkeypatch: pytest.MonkeyPatch, base_url: str
-) -> None:
-    from flowpilot.config import settings
-
-    monkeypatch.setenv("PSA_ALLOW_LOOPBACK", "false")
-    settings.cache_clear()
+def test_psa_base_url_must_be_public_https_outside_the_local_stack(api: Api, base_url: str) -> None:
+    # AWS's rules: the local stack's loopback allowance (devstack/loopback.py) is not installed here.
     response = api.put("/account-settings/psa-connection", {**CONNECTION, "base_url": base_url})
     assert response.status == 422, response.text
     assert response.body["error"]["code"] == "invalid_base_url"
     assert api.get("/account-settings").body["psa"]["configured"] is False
 
 
-def test_public_https_base_url_is_accepted(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flowpilot.config import settings
-
-    monkeypatch.setenv("PSA_ALLOW_LOOPBACK", "false")
-    settings.cache_clear()
+def test_public_https_base_url_is_accepted(api: Api) -> None:
     url = "https://api-na.myconnectwise.net/v4_6_release/apis/3.0"
     response = api.put("/account-settings/psa-connection", {**CONNECTION, "base_url": url})
     assert response.status == 200, response.text

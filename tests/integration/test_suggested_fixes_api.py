@@ -20,6 +20,7 @@ from flowpilot.observability import SERVICE
 from flowpilot.store import sessions as session_store
 from flowpilot.store import suggested_fixes as fix_store
 from tests.conftest import Api
+from tests.helpers import table_items
 from tests.integration.test_sessions_api import evidence_request, race
 
 CONTRACT_FIELDS = {
@@ -73,11 +74,6 @@ def state_version(api: Api, session_id: str) -> int:
 
 def evidence(account_id: str, session_id: str) -> list[Any]:
     return list(session_store.iter_evidence(account_id, session_id))
-
-
-def raw_items() -> list[dict[str, Any]]:
-    table = boto3.resource("dynamodb").Table(settings().sessions_table)
-    return table.scan()["Items"]
 
 
 def seed_template(account_id: str = "acct-a", **fields: Any) -> ScriptTemplate:
@@ -173,7 +169,7 @@ def test_one_off_renders_now_and_creates_no_template(api: Api) -> None:
     assert result["state_version"] == 3 == state_version(api, sid)
 
     assert api.get("/draft-templates").body == {"items": [], "next_cursor": None}
-    assert not [i for i in raw_items() if i["SK"].startswith("DT#")]
+    assert not [i for i in table_items() if i["SK"].startswith("DT#")]
     [ev] = evidence("acct-a", sid)
     assert (ev.kind, ev.text, ev.result) == ("tried", f"Ran suggested fix: {fix['title']}", None)
     assert ev.state_version == 3
@@ -538,7 +534,7 @@ def test_another_account_sees_nothing_and_changes_nothing(api: Api, api_b: Api) 
     assert state_version(api, sid) == before
     assert api.get(fixes_path(sid)).body["items"][0]["user_decision"] is None
     assert len(api.get("/draft-templates").body["items"]) == 1
-    assert not [i for i in raw_items() if "acct-b" in i["PK"]]
+    assert not [i for i in table_items() if "acct-b" in i["PK"]]
 
 
 # --- secrets ---
@@ -579,7 +575,7 @@ def test_sensitive_values_are_never_stored_nor_logged(
     finally:
         captured.removeHandler(caplog.handler)
 
-    assert "S3cr3t" not in repr(raw_items())
+    assert "S3cr3t" not in repr(table_items())
     out = capsys.readouterr()
     assert "S3cr3t" not in out.out + out.err
     assert caplog.records  # the capture worked: boto and the service logged something
@@ -611,7 +607,7 @@ def test_parameters_marked_sensitive_by_the_template_or_the_fix(api: Api) -> Non
         sensitive_parameters=["code"],
     )
     assert other["ai_drafted_parameters"] == {"code": "***"}
-    assert "AAAA-BBBB" not in repr(raw_items()) and "998877" not in repr(raw_items())
+    assert "AAAA-BBBB" not in repr(table_items()) and "998877" not in repr(table_items())
     rendered = decide(api, sid, other["id"], "one_off", parameters={"code": "998877"})["rendered_script"]
     assert rendered == "Join-Domain -Code '998877'"
 

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator
 
 from flowpilot.clock import now_iso
-from flowpilot.config import settings
 from flowpilot.identity import Caller
 from flowpilot.models import Strict
 from flowpilot.observability import logger
@@ -84,12 +83,8 @@ class AccountSettings(BaseModel):
 
 
 def check_base_url(url: str) -> str:
-    """Refuse PSA URLs that could reach our own network (SSRF): only https to public hosts.
-
-    The local stack (psa_allow_loopback) talks to the ConnectWise simulator over http on loopback, so there
-    the host may be any; the URL's shape (no credentials, query, control characters, bad port) is checked alike.
-    """
-    return egress.check_url(url, allow_loopback=settings().psa_allow_loopback)
+    """Refuse PSA URLs that could reach our own network (SSRF): only https to public hosts (`egress.rules`)."""
+    return egress.rules.check_url(url)
 
 
 def _view(account_id: str) -> AccountSettings:

@@ -23,6 +23,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from flowpilot.config import settings
 from flowpilot.errors import BadRequest, FlowPilotError, InvalidInput, NotFound, UnsupportedMediaType
 from flowpilot.identity import Caller, caller_from_event
 from flowpilot.models import ErrorResponse
@@ -203,8 +204,15 @@ def make_app(*routers: Router) -> APIGatewayHttpResolver:
     return app
 
 
-def handler_for(*routers: Router) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The Lambda entry point for a function made of `routers`, with logging and metrics wired."""
+def handler_for(
+    *routers: Router, requires: tuple[str, ...] = ()
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point for a function made of `routers`, with logging and metrics wired.
+
+    Runs at the function's cold start, and so validates its settings there: a missing table name, or one of
+    the optional settings the function `requires` (e.g. `state_machine_arn`), fails the init loudly.
+    """
+    settings().require(*requires)
     app = make_app(*routers)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
@@ -225,5 +233,5 @@ def handler_for(*routers: Router) -> Callable[[dict[str, Any], LambdaContext], d
         finally:
             _event.reset(token)
 
-    lambda_handler.app = app
+    lambda_handler.app = app  # type: ignore[attr-defined]  # the OpenAPI generator reads the resolver
     return lambda_handler

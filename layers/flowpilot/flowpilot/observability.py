@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,6 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
-from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from flowpilot import snapstart
 
@@ -63,30 +61,7 @@ logger.addFilter(_RedactingFilter())
 snapstart.register()
 
 
-class _LockedEMFProvider(AmazonCloudWatchEMFProvider):
-    """EMF metrics whose store is safe to share between threads.
-
-    A Lambda runs one invocation at a time; the local stack and the tests run an API handler and a
-    state-machine step at once in one process, where an unguarded flush can fail a step that committed.
-    """
-
-    _lock = threading.RLock()
-
-    def add_metric(self, *args: Any, **kwargs: Any) -> None:
-        with self._lock:
-            super().add_metric(*args, **kwargs)
-
-    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
-        with self._lock:
-            super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
-
-
-_metric_store: dict[str, Any] = {}
-metrics = Metrics(
-    namespace=METRICS_NAMESPACE,
-    service=SERVICE,
-    provider=_LockedEMFProvider(namespace=METRICS_NAMESPACE, service=SERVICE, metric_set=_metric_store),
-)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 
 def emit(name: str, unit: MetricUnit, value: float, dimensions: dict[str, str]) -> None:

@@ -21,27 +21,21 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
+from flowpilot import writers
 from flowpilot.clock import now_iso
 from flowpilot.config import settings
 from flowpilot.errors import UpstreamUnavailable
 from flowpilot.identity import Caller
-from flowpilot.models import (
-    PreviewKind,
-    PreviewUsage,
-    ResolutionNotePreviewResponse,
-    SecretWarning,
-    Session,
-)
+from flowpilot.models import CachedPreview, PreviewKind, ResolutionNotePreviewResponse, SecretWarning, Session
 from flowpilot.observability import logger, metrics
 from flowpilot.scanner import scan
 from flowpilot.sessions import get_session
-from flowpilot.store import model_key, preview_cache
+from flowpilot.store import preview_cache
 from flowpilot.store import sessions as session_store
-from flowpilot.store.preview_cache import CachedPreview, CacheWriteFailed, WriterLease
+from flowpilot.store.preview_cache import CacheWriteFailed, WriterLease
 from flowpilot.text import clean
-from flowpilot.writers import NoteWriter, writer_from_environment
+from flowpilot.writers import NoteWriter
 from flowpilot.writers.prompt import EvidenceWindow, ReadBudget, document_kinds
 
 # Longer than the function's 29 s timeout, which bounds a holder's life: a live holder never loses its
@@ -61,27 +55,10 @@ class Waiting:
     clock: Callable[[], float] = time.monotonic
 
 
-@cache
-def _claude_writer(api_key: str) -> NoteWriter:
-    """One Claude writer per key and container, so warm invocations reuse the model's connection."""
-    from flowpilot.writers.claude import ClaudeWriter
-
-    return ClaudeWriter(api_key=api_key)
-
-
-def default_writer() -> NoteWriter:
-    """Claude with the key from the environment or the configured secret; the offline writer without one."""
-    api_key = model_key.anthropic_api_key()
-    return _claude_writer(api_key) if api_key else writer_from_environment()
-
-
-# The seams tests use: the real Claude writer with a mock HTTP transport, and an observable wait.
-writer_factory: Callable[[], NoteWriter] = default_writer
+# The seams tests use: the real Claude writer with a mock HTTP transport, and an observable wait. The
+# stores are reached through `preview_cache` and `session_store` only, so tests can swap in in-memory ones.
+writer_factory: Callable[[], NoteWriter] = writers.choose
 waiting = Waiting()
-
-
-def reset_for_tests() -> None:
-    _claude_writer.cache_clear()
 
 
 def get_or_write(caller: Caller, session_id: str, kind: PreviewKind) -> ResolutionNotePreviewResponse:
@@ -155,7 +132,7 @@ def _write(caller: Caller, session: Session, kind: PreviewKind) -> CachedPreview
     )
     evidence = EvidenceWindow(newest.items, kinds=kinds, older_count=newest.older_count, lines=budget.lines)
     document = writer_factory().write(kind, session, evidence)
-    usage = PreviewUsage.model_validate(document.usage, from_attributes=True) if document.usage else None
+    usage = document.usage
     logger.info(
         "preview written",
         extra={

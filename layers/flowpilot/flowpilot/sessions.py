@@ -1,10 +1,14 @@
-"""Troubleshooting sessions: create, read, list, add evidence, link a PSA ticket."""
+"""Troubleshooting sessions: create, read, list, add evidence, link a PSA ticket.
+
+The rules live here; the session store (`store`, one module-level name: tests swap in an in-memory one)
+keeps the items and says what it refused.
+"""
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +25,11 @@ from flowpilot.models import (
     SessionCreateRequest,
     SessionList,
     SessionStatus,
+    StoredSession,
 )
 from flowpilot.observability import metrics
 from flowpilot.store import sessions as store
+from flowpilot.store.sessions import ConditionFailed, NewEvidence, SetUndecidedFix, TransactionConflict, Write
 
 # A versioned change runs again this often when a condition of its writes stops holding before it lands
 # (a fix decided first, a newer suggestion), or DynamoDB cancels it for a concurrent transaction.
@@ -51,17 +57,29 @@ def create_session(caller: Caller, request: SessionCreateRequest) -> Session:
     return session
 
 
+def _not_found(session_id: str) -> NotFound:
+    # Another account's session is indistinguishable from a missing one.
+    return NotFound(f"Session {session_id} not found.", code="session_not_found")
+
+
 def session_item(caller: Caller, session_id: str) -> dict[str, Any]:
     """The stored session item, with the fields only the back end sees (locks, a pending note)."""
     item = store.get_session_item(caller.account_id, session_id)
     if item is None:
-        # Another account's session is indistinguishable from a missing one.
-        raise NotFound(f"Session {session_id} not found.", code="session_not_found")
+        raise _not_found(session_id)
     return item
 
 
+def stored_session(caller: Caller, session_id: str) -> StoredSession:
+    """The session as stored: its fields and the back end's (its lock, its undecided fix)."""
+    stored = store.get_session(caller.account_id, session_id)
+    if stored is None:
+        raise _not_found(session_id)
+    return stored
+
+
 def get_session(caller: Caller, session_id: str) -> Session:
-    return store.to_session(session_item(caller, session_id))
+    return stored_session(caller, session_id).to_session()
 
 
 def require_active(session: Session) -> Session:
@@ -88,13 +106,13 @@ def list_sessions(caller: Caller, status: SessionStatus | None, limit: int, curs
 class Change[T]:
     """What one attempt of a versioned change stores, and the value it answers with.
 
-    `writes` are new items (dicts) and conditional updates of existing ones; `session_change` sets back-end
-    attributes of the session item in the same transaction, under its own condition.
+    `writes` are new items and conditional changes of existing ones; `undecided_fix` moves the session's
+    record of its undecided fix in the same transaction, under its own condition.
     """
 
-    writes: Sequence[dict[str, object] | store.ConditionalUpdate]
+    writes: Sequence[Write]
     result: T
-    session_change: store.SessionChange | None = None
+    undecided_fix: SetUndecidedFix | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,38 +126,38 @@ class Committed[T]:
 def change_with_version_bump[T](
     caller: Caller,
     session_id: str,
-    build: Callable[[Session, Mapping[str, Any], str], Change[T]],
+    build: Callable[[StoredSession, str], Change[T]],
 ) -> Committed[T]:
     """Store what `build` returns and bump state_version by one, atomically, in one transaction.
 
     The bump is an `ADD`, not a compare, so writes that race (evidence, decisions on different fixes) all
-    land. `build(session, item, now)` runs against a fresh read each attempt (`item` is the stored session
-    item, with its back-end attributes) and may raise (e.g. Conflict); a condition of its writes that no
-    longer holds makes it run again, so it sees what won.
+    land. `build(stored, now)` runs against a fresh read of the stored session each attempt (with its
+    back-end attributes) and may raise (e.g. Conflict); a condition of its writes that no longer holds
+    makes it run again, so it sees what won.
 
     A transaction returns no values, so the version reported is a consistent read made after the write:
     the session's state_version once this change was stored. It is exact unless another write landed in
     between, and then higher; a preview at that version or later always includes this change.
     """
     for attempt in range(_ATTEMPTS):
-        item = session_item(caller, session_id)
-        session = require_active(store.to_session(item))
+        stored = stored_session(caller, session_id)
+        require_active(stored.to_session())
         now = now_iso()
-        change = build(session, item, now)
+        change = build(stored, now)
         try:
-            store.put_with_version_bump(caller.account_id, session_id, now, change.writes, change.session_change)
-        except store.TransactionConflict:
+            store.put_with_version_bump(caller.account_id, session_id, now, change.writes, change.undecided_fix)
+        except TransactionConflict:
             # DynamoDB refused only because another transaction held the item: back off, then go again.
             time.sleep(_jitter.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt)))
             continue
-        except store.ConditionFailed:
+        except ConditionFailed:
             continue
-        return Committed(change.result, store.to_session(session_item(caller, session_id)).state_version)
+        return Committed(change.result, stored_session(caller, session_id).state_version)
     raise Conflict("The session changed repeatedly while saving; try again.", code="session_changed_concurrently")
 
 
 def add_evidence(caller: Caller, session_id: str, request: EvidenceCreateRequest) -> Evidence:
-    def build(session: Session, _item: Mapping[str, Any], now: str) -> Change[Evidence]:
+    def build(session: StoredSession, now: str) -> Change[Evidence]:
         evidence = Evidence(
             id=new_id("ev"),
             session_id=session.id,
@@ -152,7 +170,7 @@ def add_evidence(caller: Caller, session_id: str, request: EvidenceCreateRequest
             # never above it (a preview of that state includes it) and the order of evidence by version holds.
             state_version=session.state_version + 1,
         )
-        return Change([store.evidence_item(caller.account_id, evidence)], evidence)
+        return Change([NewEvidence(evidence)], evidence)
 
     committed = change_with_version_bump(caller, session_id, build)
     metrics.add_metric(name="EvidenceAdded", unit="Count", value=1)
@@ -162,16 +180,8 @@ def add_evidence(caller: Caller, session_id: str, request: EvidenceCreateRequest
 def link_ticket(caller: Caller, session_id: str, request: LinkTicketRequest) -> Session:
     ticket = PsaTicketRef(provider=request.provider, ticket_id=request.ticket_id)
     try:
-        return store.update_session(
-            caller.account_id,
-            session_id,
-            set_values={"psa_ticket": ticket.model_dump(mode="json"), "updated_at": now_iso()},
-            condition="attribute_exists(PK) AND #st = :active AND attribute_not_exists(active_writeback_id)",
-            names={"#st": "status"},
-            values={":active": "active"},
-            increment=("state_version",),
-        )
-    except store.ConditionFailed:
+        return store.link_ticket(caller.account_id, session_id, ticket, now_iso())
+    except ConditionFailed:
         session = require_active(get_session(caller, session_id))
         raise Conflict(
             f"Session {session.id} has a write-back in progress; link the ticket after it finishes.",

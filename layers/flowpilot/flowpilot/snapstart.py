@@ -5,9 +5,9 @@ execution environment from a copy of that snapshot, so whatever init created exi
 of them. After a restore, `after_restore` runs (registered through `snapshot_restore_py`, the hooks module
 Lambda's Python runtime provides; without it, on the local stack, nothing is registered):
 
-- every `reset_clients()` of a loaded `flowpilot.*` module: the PSA httpx pool (`psa.factory`), the
-  Claude writers' SDK clients (`writers.claude`), boto3 clients and resources (`store.*`); a pooled
-  connection or a cached DNS answer from before the snapshot is not worth trusting;
+- every hook registered with `flowpilot.resets`: the PSA httpx pool (`psa.factory`), the Claude writers'
+  SDK clients (`writers.claude`), boto3 clients and resources (`store.*`), cached settings and answers; a
+  pooled connection or a cached DNS answer from before the snapshot is not worth trusting;
 - the `random` module's state, seeded once at init and so shared by every restored copy (botocore's
   retry jitter draws from it).
 
@@ -19,16 +19,14 @@ own (`JitterStrategy: FULL`).
 from __future__ import annotations
 
 import random
-import sys
+
+from flowpilot import resets
 
 
 def after_restore() -> None:
     """Re-create what must not be shared between execution environments restored from one snapshot."""
     random.seed()  # from os.urandom: each restored copy gets its own sequence
-    for name, module in list(sys.modules.items()):
-        reset = getattr(module, "reset_clients", None)
-        if name.startswith("flowpilot.") and callable(reset):
-            reset()
+    resets.reset_all()
 
 
 def register() -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel
@@ -36,20 +35,20 @@ from flowpilot.models import (
     EvidenceKind,
     ScriptLanguage,
     ScriptTemplate,
-    Session,
     SessionSuggestedFixCreateRequest,
     SessionSuggestedFixDecisionRequest,
     SessionSuggestedFixDecisionResponse,
     SessionSuggestedFixList,
     SessionSuggestedFixResponse,
+    StoredFix,
+    StoredSession,
     UserDecision,
 )
 from flowpilot.observability import metrics
 from flowpilot.sessions import Change, change_with_version_bump, get_session
-from flowpilot.store import sessions as session_store
 from flowpilot.store import suggested_fixes as store
-
-Writes = list[dict[str, object] | session_store.ConditionalUpdate]
+from flowpilot.store.sessions import NewEvidence, SetUndecidedFix, Write
+from flowpilot.store.suggested_fixes import NewDraft, NewFix, RecordDecision, SupersedeFix
 
 # Lambda returns at most 6 MB (6 * 2**20 bytes) of response payload.
 LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024
@@ -92,7 +91,7 @@ def _template(caller: Caller, template_id: str) -> ScriptTemplate:
     return template
 
 
-def _script_of(caller: Caller, fix: SessionSuggestedFixResponse) -> tuple[str, ScriptLanguage, ScriptTemplate | None]:
+def _script_of(caller: Caller, fix: StoredFix) -> tuple[str, ScriptLanguage, ScriptTemplate | None]:
     if fix.script_template_id is not None:
         template = _template(caller, fix.script_template_id)
         return template.body, template.language, template
@@ -131,8 +130,8 @@ def add_fix(caller: Caller, session_id: str, request: SessionSuggestedFixCreateR
     sensitive = scripts.sensitive_names([*scripts.placeholders(body), *request.ai_drafted_parameters], marked)
     parameters = {k: scripts.MASK if k in sensitive else v for k, v in request.ai_drafted_parameters.items()}
 
-    def build(session: Session, item: Mapping[str, Any], now: str) -> Change[SessionSuggestedFixResponse]:
-        fix = SessionSuggestedFixResponse(
+    def build(session: StoredSession, now: str) -> Change[SessionSuggestedFixResponse]:
+        fix = StoredFix(
             id=new_id("fix"),
             session_id=session.id,
             title=request.title,
@@ -146,14 +145,14 @@ def add_fix(caller: Caller, session_id: str, request: SessionSuggestedFixCreateR
             created_by=caller.engineer_id,
             created_at=now,
         )
-        _refuse_if_too_large(fix)
+        response = fix.to_response()
+        _refuse_if_too_large(response)
         # The newest suggestion takes over from the undecided one, if any.
-        writes: Writes = [
-            store.fix_update(caller.account_id, session.id, old, superseded_at=now)
-            for old in store.undecided_fix_ids(caller.account_id, session.id, item)
+        writes: list[Write] = [
+            SupersedeFix(session.id, old, at=now) for old in store.undecided_fix_ids(caller.account_id, session)
         ]
-        writes.append(store.fix_item(caller.account_id, fix))
-        return Change(writes, fix, store.undecided_fix_change(item, fix.id))
+        writes.append(NewFix(fix))
+        return Change(writes, response, SetUndecidedFix(was=session.undecided_fix_id, fix_id=fix.id))
 
     fix = change_with_version_bump(caller, session_id, build).result
     metrics.add_metric(name="SuggestedFixAdded", unit="Count", value=1)
@@ -184,7 +183,7 @@ def list_fixes(
         fixes, resume = store.fixes_page(
             caller.account_id, session_id, superseded=groups[group], after=after, limit=limit - len(page)
         )
-        for fix in fixes:
+        for fix in (stored.to_response() for stored in fixes):
             used += payload_bytes(fix)
             if page and used > PAGE_BUDGET_BYTES:
                 return answer(group, after)
@@ -201,7 +200,7 @@ def list_fixes(
             return answer(group, None) if ahead or more else SessionSuggestedFixList(items=page, next_cursor=None)
 
 
-def _require_undecided(caller: Caller, session_id: str, fix_id: str) -> SessionSuggestedFixResponse:
+def _require_undecided(caller: Caller, session_id: str, fix_id: str) -> StoredFix:
     fix = store.get_fix(caller.account_id, session_id, fix_id)
     if fix is None:
         raise NotFound(f"Suggested fix {fix_id} not found in session {session_id}.", code="fix_not_found")
@@ -220,7 +219,7 @@ def _require_undecided(caller: Caller, session_id: str, fix_id: str) -> SessionS
 
 
 def _render_values(
-    fix: SessionSuggestedFixResponse,
+    fix: StoredFix,
     template: ScriptTemplate | None,
     given: Mapping[str, str],
     sensitive: set[str],
@@ -250,12 +249,18 @@ def decide(
 ) -> SessionSuggestedFixDecisionResponse:
     decision = request.decision
 
-    def build(session: Session, item: Mapping[str, Any], now: str) -> Change[SessionSuggestedFixDecisionResponse]:
+    def build(session: StoredSession, now: str) -> Change[SessionSuggestedFixDecisionResponse]:
         fix = _require_undecided(caller, session.id, fix_id)
-        decided = {"user_decision": decision.value, "decided_at": now, "decided_by": caller.engineer_id}
-        if decision is UserDecision.dismissed:
-            decided["superseded_at"] = now
-        writes: Writes = [store.fix_update(caller.account_id, session.id, fix.id, **decided)]
+        decided = fix.model_copy(
+            update={
+                "user_decision": decision,
+                "decided_at": now,
+                "decided_by": caller.engineer_id,
+                # A dismissed fix steps aside, so a fresh suggestion can take over.
+                "superseded_at": now if decision is UserDecision.dismissed else None,
+            }
+        )
+        writes: list[Write] = [RecordDecision(decided)]
         rendered = draft_id = redirect = None
         result: str | None = None
 
@@ -284,7 +289,7 @@ def decide(
                     created_by=caller.engineer_id,
                     created_at=now,
                 )
-                writes.append(store.draft_item(caller.account_id, draft))
+                writes.append(NewDraft(draft))
                 draft_id = draft.id
         elif decision is UserDecision.build_template:
             query = urlencode({"session_id": session.id, "fix_id": fix.id})
@@ -305,19 +310,20 @@ def decide(
             created_at=now,
             state_version=session.state_version + 1,  # never above the version this write produces
         )
-        writes.append(session_store.evidence_item(caller.account_id, evidence))
+        writes.append(NewEvidence(evidence))
         response = SessionSuggestedFixDecisionResponse(
             id=fix.id,
             user_decision=decision,
             rendered_script=rendered,
             redirect_path=redirect,
-            fix=fix.model_copy(update=decided | {"user_decision": decision}),
+            fix=decided.to_response(),
             decision=decision,
             state_version=session.state_version + 1,
             draft_template_id=draft_id,
         )
         # The fix is no longer undecided; the record follows, unless a newer fix already took its place.
-        change = store.undecided_fix_change(item, None) if store.records_undecided_fix(item, fix.id) else None
+        record = session.undecided_fix_id
+        change = SetUndecidedFix(was=record, fix_id=None) if record == fix.id else None
         return Change(writes, response, change)
 
     committed = change_with_version_bump(caller, session_id, build)

@@ -311,7 +311,9 @@ def _internal_notes_to_guard(
     if ticket is None:
         return []
     pending = ledger.pending_note(raw_session, WritebackKind.escalate)
-    candidates = [(g.ticket_id, g.note_id, None) for g in ledger.guarded_notes(raw_session)]
+    candidates: list[tuple[str, str, str | None]] = [
+        (g.ticket_id, g.note_id, None) for g in ledger.guarded_notes(raw_session)
+    ]
     if pending is not None and pending.note_id and pending.ticket_id:
         candidates.append((pending.ticket_id, pending.note_id, pending.provider))
     guards: list[GuardedNote] = []

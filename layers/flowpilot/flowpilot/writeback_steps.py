@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from flowpilot.clock import now_iso
-from flowpilot.errors import FlowPilotError, InvalidInput, error_record
+from flowpilot.errors import Conflict, FlowPilotError, InvalidInput, error_record
 from flowpilot.models import WritebackKind
 from flowpilot.observability import MetricUnit, emit, logger, metrics
 from flowpilot.psa.base import (
@@ -89,6 +89,8 @@ def record_local(state: WritebackState) -> WritebackState:
 
 def prepare(state: WritebackState) -> WritebackState:
     """Fetch the ticket and settle the target status for its board before anything is posted."""
+    if _entry(state).state != "running":
+        raise _abandoned(state)  # healed while it waited to start: the session is someone else's now
     with psa(state) as p:
         ticket = p.fetch_ticket(state.linked_ticket.ticket_id)
         if ticket.record_type != "ServiceTicket":
@@ -142,7 +144,8 @@ def post_note(state: WritebackState) -> WritebackState:
                 logger.warning("found the note an earlier attempt posted", extra={"note_id": found.id})
                 note_id = _record_note_id(state, found.id)
         if note_id is None:
-            _ledger_update(state, post_attempted=True)
+            if not ledger.mark_post_attempted(state.account_id, state.session_id, state.writeback_id, now_iso()):
+                raise _abandoned(state)
             note_id = _record_note_id(state, p.post_note(ticket_id, approved, kind).id)
             metrics.add_metric(name="NotePosted", unit="Count", value=1)
         else:
@@ -226,9 +229,9 @@ def record_drift_check_failure(state: WritebackState) -> WritebackState:
 def record_failure(state: WritebackState) -> WritebackState:
     """Record why the write-back failed; release the session; keep what a resume needs (the note)."""
     entry = _entry(state)
-    if entry.state == "succeeded":
-        # Never overwrite a success: a failure that follows one (a redelivered step) changes nothing.
-        logger.warning("write-back already succeeded; its failure path changes nothing")
+    if entry.state in {"succeeded", "abandoned"}:
+        # Never overwrite a success (a redelivered step), nor touch a session an abandoned write-back let go.
+        logger.warning("write-back already ended; its failure path changes nothing", extra={"state": entry.state})
         return state
     now = now_iso()
     error = _failure_for_client(entry, state.error)
@@ -492,6 +495,13 @@ def _cause(failure: StepFailure | None) -> dict[str, Any]:
         cause = {}
     error_type = (failure.Error if failure else None) or cause.get("errorType")
     return {"error_type": error_type, "message": cause.get("errorMessage")}
+
+
+def _abandoned(state: WritebackState) -> FlowPilotError:
+    return Conflict(
+        f"Write-back {state.writeback_id} was abandoned (its lock was released); it sends nothing more.",
+        code="writeback_abandoned",
+    )
 
 
 def _entry(state: WritebackState) -> LedgerEntry:

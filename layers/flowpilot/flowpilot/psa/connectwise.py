@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from flowpilot import resets
 from flowpilot.observability import timed_call
 from flowpilot.psa.base import (
     BoardStatus,
@@ -106,7 +107,8 @@ _board_status_cache: _TTLCache[tuple[str, str, int], tuple[BoardStatus, ...]] = 
 _codebase_cache: _TTLCache[tuple[str, str], str] = _TTLCache(BOARD_STATUS_TTL_SECONDS)
 
 
-def clear_caches() -> None:
+@resets.register
+def reset_caches() -> None:
     """Forget cached board statuses and codebases (tests; or after a tenant changes its boards)."""
     _board_status_cache.clear()
     _codebase_cache.clear()

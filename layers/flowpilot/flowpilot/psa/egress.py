@@ -3,8 +3,11 @@
 Checked twice: when a connection is saved (`check_url`: the URL's shape, and its host in every spelling an
 address can take) and when a connection is opened (`vetted_addresses`: the host name is resolved once, every
 address it resolves to is checked, and `psa/transport.py` connects only to those addresses, so a DNS answer
-that changes between the check and the connect cannot reach inside). No httpx here: the API functions that
-only validate URLs don't pay for importing it.
+that changes between the check and the connect cannot reach inside). No httpx import at load: the API
+functions that only validate URLs don't pay for it.
+
+`rules` is what the layer applies, and in AWS it is always `EgressRules()`. The local stack and the tests
+replace it (`devstack/loopback.py`) to reach the ConnectWise simulator on loopback; nothing in the layer does.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flowpilot.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -127,3 +134,20 @@ def vetted_addresses(
     if not addresses:
         raise OSError(f"{host} resolves to no address")
     return addresses
+
+
+class EgressRules:
+    """Where PSA providers may connect: https to public hosts only, each connection to the address it vetted."""
+
+    def check_url(self, url: str) -> str:
+        """The PSA URL an account saves, normalised, or `invalid_base_url`."""
+        return check_url(url)
+
+    def transport(self) -> httpx.BaseTransport | None:
+        """The transport of the PSA connection pool (None: httpx's own)."""
+        from flowpilot.psa.transport import PublicOnlyTransport
+
+        return PublicOnlyTransport()
+
+
+rules: EgressRules = EgressRules()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from flowpilot.config import settings
+from flowpilot import resets
 from flowpilot.errors import InvalidInput
+from flowpilot.psa import egress
 from flowpilot.psa.base import PSAProvider
 from flowpilot.store import account_settings, secrets
 
@@ -50,23 +51,19 @@ def provider_for_account(account_id: str, provider: str) -> PSAProvider:
             client_id=psa["client_id"],
             base_url=psa.get("base_url"),
         ),
-        http=_http_client(),
+        http=_http_client(egress.rules),
     )
 
 
 @cache
-def _http_client() -> httpx.Client:
-    """One connection pool per process: a new client per step costs a CA-bundle load (~16 ms of CPU).
-
-    Outside the local stack, every request re-checks that the PSA host resolves to a public address.
-    """
+def _http_client(rules: egress.EgressRules) -> httpx.Client:
+    """One connection pool per process (and egress rules): a new client per step costs a CA-bundle load (~16 ms
+    of CPU). Every new connection re-checks that the PSA host resolves to a public address (`egress.rules`)."""
     import httpx
 
-    from flowpilot.psa.transport import PublicOnlyTransport
-
-    transport = None if settings().psa_allow_loopback else PublicOnlyTransport()
-    return httpx.Client(follow_redirects=False, transport=transport, trust_env=False)
+    return httpx.Client(follow_redirects=False, transport=rules.transport(), trust_env=False)
 
 
-def reset_clients() -> None:
+@resets.register
+def reset_caches() -> None:
     _http_client.cache_clear()

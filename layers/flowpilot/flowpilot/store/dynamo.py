@@ -22,6 +22,7 @@ import boto3
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from flowpilot import resets
 from flowpilot.config import aws_endpoint_url, settings
 from flowpilot.errors import StoreUnavailable
 
@@ -51,7 +52,8 @@ def client() -> DynamoDBClient:
     return _resource().meta.client
 
 
-def reset_clients() -> None:
+@resets.register
+def reset_caches() -> None:
     """Forget cached clients (tests switch moto backends and endpoints between cases)."""
     _resource.cache_clear()
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import boto3
 from botocore.exceptions import ClientError
 
+from flowpilot import resets
 from flowpilot.config import aws_endpoint_url, settings
 
 
@@ -17,7 +18,8 @@ def _client() -> Any:
     return boto3.client("stepfunctions", endpoint_url=aws_endpoint_url())
 
 
-def reset_clients() -> None:
+@resets.register
+def reset_caches() -> None:
     _client.cache_clear()
 
 

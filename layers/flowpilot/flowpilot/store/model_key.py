@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from flowpilot import resets
 from flowpilot.config import aws_endpoint_url, settings
 from flowpilot.errors import UpstreamUnavailable
 from flowpilot.observability import logger
@@ -31,7 +32,8 @@ def _client() -> Any:
     return boto3.client("secretsmanager", endpoint_url=aws_endpoint_url())
 
 
-def reset_for_tests() -> None:
+@resets.register
+def reset_caches() -> None:
     _client.cache_clear()
     with _lock:
         _fetched.clear()

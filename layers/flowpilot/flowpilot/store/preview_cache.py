@@ -18,24 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
 
 from flowpilot.config import settings
-from flowpilot.models import PreviewKind, PreviewUsage
+from flowpilot.models import CachedPreview, PreviewKind
 from flowpilot.store import dynamo
 
 _NOT_PREVIEW_FIELDS = frozenset({"PK", "SK", "expires_at", "account_id"})
-
-
-class CachedPreview(BaseModel):
-    """A complete document as the writer produced it, and what producing it cost."""
-
-    kind: PreviewKind
-    state_version: int
-    markdown: str
-    writer: str
-    usage: PreviewUsage | None = None
-    generated_at: str
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from flowpilot import resets
 from flowpilot.config import aws_endpoint_url, settings
 
 _TTL_SECONDS = 300.0
@@ -23,7 +24,8 @@ def _client() -> Any:
     return boto3.client("secretsmanager", endpoint_url=aws_endpoint_url())
 
 
-def reset_clients() -> None:
+@resets.register
+def reset_caches() -> None:
     _client.cache_clear()
     with _lock:
         _cache.clear()

@@ -1,4 +1,9 @@
-"""Sessions and their evidence in DynamoDB: items in, domain models out."""
+"""Sessions and their evidence in DynamoDB: items in, domain models out.
+
+Every key, condition and expression of the session item and its evidence is here; callers say what they
+mean (`link_ticket`, `put_with_version_bump` with `NewEvidence`, …) and get `ConditionFailed` or
+`TransactionConflict` when DynamoDB refuses.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +13,36 @@ import json
 import math
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from flowpilot.errors import InvalidInput
-from flowpilot.models import Evidence, EvidenceKind, Session, SessionStatus
+from flowpilot.models import Evidence, EvidenceKind, PsaTicketRef, Session, SessionStatus, StoredEvidence, StoredSession
 from flowpilot.store import dynamo
 from flowpilot.store.dynamo import ConditionFailed, is_condition_failure
 
 SESSION_SK = "SESSION"
-# Attributes that live on the session item but are not part of the Session model.
-_INTERNAL = {
-    "PK",
-    "SK",
-    "GSI1PK",
-    "GSI1SK",
-    "GSI2PK",
-    "GSI2SK",
-    "account_id",
-    "active_writeback_id",
-    "undecided_fix_id",
-}
+# Attributes of the session item that are its keys, not part of the stored session.
+_KEYS = {"PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "account_id"}
+_ACTIVE = "attribute_exists(PK) AND #status = :active"
+
+__all__ = [
+    "ConditionFailed",
+    "NewEvidence",
+    "SetUndecidedFix",
+    "TransactionConflict",
+    "Write",
+    "get_session",
+    "link_ticket",
+    "list_evidence",
+    "list_sessions",
+    "put_new_session",
+    "put_with_version_bump",
+    "read_newest_evidence",
+]
 
 
 def session_key(account_id: str, session_id: str) -> dict[str, str]:
@@ -43,7 +54,8 @@ def _order_key(item: dict[str, Any]) -> str:
 
 
 def session_item(account_id: str, session: Session) -> dict[str, Any]:
-    item = session.model_dump(mode="json", exclude_none=True)
+    """The item of a new session (no lock, no undecided fix recorded yet)."""
+    item = StoredSession.new(session).model_dump(mode="json", exclude_none=True)
     order = _order_key(item)
     item.update(
         session_key(account_id, session.id),
@@ -56,8 +68,12 @@ def session_item(account_id: str, session: Session) -> dict[str, Any]:
     return item
 
 
+def to_stored_session(item: dict[str, Any]) -> StoredSession:
+    return StoredSession.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in _KEYS})
+
+
 def to_session(item: dict[str, Any]) -> Session:
-    return Session.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in _INTERNAL})
+    return to_stored_session(item).to_session()
 
 
 def put_new_session(account_id: str, session: Session) -> None:
@@ -70,6 +86,28 @@ def get_session_item(account_id: str, session_id: str, *, consistent: bool = Tru
     response = dynamo.sessions_table().get_item(Key=session_key(account_id, session_id), ConsistentRead=consistent)
     item = response.get("Item")
     return dynamo.plain(item) if item else None
+
+
+def get_session(account_id: str, session_id: str) -> StoredSession | None:
+    """The stored session (a consistent read), or None if the account has no such session."""
+    item = get_session_item(account_id, session_id)
+    return to_stored_session(item) if item else None
+
+
+def link_ticket(account_id: str, session_id: str, ticket: PsaTicketRef, now: str) -> Session:
+    """Link `ticket` to an active session with no write-back running, bumping its state_version.
+
+    ConditionFailed when the session is missing, closed, or locked by a write-back.
+    """
+    item = dynamo.update_item(
+        session_key(account_id, session_id),
+        {"psa_ticket": ticket.model_dump(mode="json"), "updated_at": now},
+        condition=f"{_ACTIVE} AND attribute_not_exists(active_writeback_id)",
+        names={"#status": "status"},
+        condition_values={":active": SessionStatus.active.value},
+        increment=("state_version",),
+    )
+    return to_session(item)
 
 
 # --- listing: newest first, an opaque cursor that only ever resumes the caller's own listing ---
@@ -135,8 +173,56 @@ def evidence_key(account_id: str, session_id: str, evidence_id: str) -> dict[str
     return {"PK": dynamo.session_pk(account_id, session_id), "SK": f"EV#{evidence_id}"}
 
 
+class Write(Protocol):
+    """An item a version-bump transaction writes besides the session: its `TransactItems` entry."""
+
+    def transact_item(self, account_id: str, table: str) -> dict[str, Any]: ...
+
+
+def put_new(table: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A transaction's put of a new item: refused (the transaction with it) if the key is taken."""
+    return {"Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}}
+
+
+def conditional_update(table: str, key: dict[str, str], set_values: dict[str, Any], condition: str) -> dict[str, Any]:
+    """A transaction's `SET` of `set_values` on an existing item, only if `condition` holds."""
+    expression, names, values = dynamo.set_clause(set_values)
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvidence:
+    """Store a new evidence item."""
+
+    evidence: Evidence
+
+    def transact_item(self, account_id: str, table: str) -> dict[str, Any]:
+        return put_new(table, evidence_item(account_id, self.evidence))
+
+
+@dataclass(frozen=True, slots=True)
+class SetUndecidedFix:
+    """Record `fix_id` (None: none) as the session's undecided fix, only if the record is still `was` (as
+    read; None: never recorded), so two fixes added at once cannot both stay undecided."""
+
+    was: str | None
+    fix_id: str | None
+
+
+_UNDECIDED_FIX = "undecided_fix_id"
+
+
 def bump_version_update(
-    account_id: str, session_id: str, now: str, change: SessionChange | None = None
+    account_id: str, session_id: str, now: str, change: SetUndecidedFix | None = None
 ) -> dict[str, Any]:
     """The transaction part that moves an active session to its next state_version.
 
@@ -144,17 +230,18 @@ def bump_version_update(
     Only a closed (or missing) session refuses it, or `change`'s own condition.
     """
     names = {"#status": "status"}
-    values: dict[str, Any] = {":one": 1, ":now": now, ":active": "active"}
+    values: dict[str, Any] = {":one": 1, ":now": now, ":active": SessionStatus.active.value}
     assignments = ["updated_at = :now"]
-    condition = "attribute_exists(PK) AND #status = :active"
+    condition = _ACTIVE
     if change is not None:
-        for name, value in change.set_values.items():
-            assignments.append(f"#{name} = :{name}")
-            names[f"#{name}"] = name
-            values[f":{name}"] = value
-        if change.condition:
-            condition += f" AND ({change.condition})"
-            values |= change.condition_values
+        names["#ufix"] = _UNDECIDED_FIX
+        values[":ufix"] = change.fix_id or ""
+        assignments.append("#ufix = :ufix")
+        if change.was is None:
+            condition += " AND attribute_not_exists(#ufix)"
+        else:
+            condition += " AND #ufix = :ufix_was"
+            values[":ufix_was"] = change.was
     return {
         "Update": {
             "TableName": dynamo.sessions_table().name,
@@ -167,44 +254,6 @@ def bump_version_update(
     }
 
 
-@dataclass(frozen=True, slots=True)
-class SessionChange:
-    """Back-end attributes a version-bump transaction also sets on the session item, if `condition` holds.
-
-    `set_values` become `SET #name = :name`; `condition` may refer to them as `#name` and to its own
-    `condition_values`.
-    """
-
-    set_values: dict[str, Any]
-    condition: str = ""
-    condition_values: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionalUpdate:
-    """A change to an existing item, made in a version-bump transaction only if `condition` holds.
-
-    `set_values` become `SET #name = :name`; `condition` may refer to them as `#name` / `:name`.
-    """
-
-    key: dict[str, str]
-    set_values: dict[str, Any]
-    condition: str
-
-    def transact_item(self, table: str) -> dict[str, Any]:
-        expression, names, values = dynamo.set_clause(self.set_values)
-        return {
-            "Update": {
-                "TableName": table,
-                "Key": self.key,
-                "UpdateExpression": expression,
-                "ConditionExpression": self.condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-        }
-
-
 class TransactionConflict(ConditionFailed):
     """DynamoDB cancelled the transaction only because another one was changing the same item: retry it."""
 
@@ -213,25 +262,20 @@ def put_with_version_bump(
     account_id: str,
     session_id: str,
     now: str,
-    writes: Sequence[dict[str, Any] | ConditionalUpdate],
-    change: SessionChange | None = None,
+    writes: Sequence[Write],
+    change: SetUndecidedFix | None = None,
 ) -> None:
     """Write `writes` and bump state_version in one transaction (one write request).
 
-    A dict is a new item (put only if absent); a ConditionalUpdate changes an existing one. Raises
-    ConditionFailed when a condition does not hold (closed session, a fix decided first, `change`'s
-    condition), TransactionConflict when nothing failed but a concurrent transaction on the same item.
+    Raises ConditionFailed when a condition does not hold (missing or closed session, a new item's key
+    taken, a fix decided first, `change`'s record moved on), TransactionConflict when nothing failed but a
+    concurrent transaction on the same item.
     """
     table = dynamo.sessions_table().name
-    items = [
-        w.transact_item(table)
-        if isinstance(w, ConditionalUpdate)
-        else {"Put": {"TableName": table, "Item": w, "ConditionExpression": "attribute_not_exists(SK)"}}
-        for w in writes
-    ]
+    items: list[Any] = [w.transact_item(account_id, table) for w in writes]
     try:
         dynamo.client().transact_write_items(
-            TransactItems=[*items, bump_version_update(account_id, session_id, now, change)]
+            TransactItems=[*items, bump_version_update(account_id, session_id, now, change)]  # type: ignore[list-item]
         )
     except ClientError as error:
         if not is_condition_failure(error):
@@ -243,7 +287,7 @@ def put_with_version_bump(
 
 
 def evidence_item(account_id: str, evidence: Evidence) -> dict[str, Any]:
-    item = evidence.model_dump(mode="json", exclude_none=True)
+    item = StoredEvidence.of(evidence).model_dump(mode="json", exclude_none=True)
     item.update(evidence_key(account_id, evidence.session_id, evidence.id))
     return item
 
@@ -257,7 +301,7 @@ def iter_evidence(account_id: str, session_id: str) -> Iterator[Evidence]:
     while True:
         response = dynamo.sessions_table().query(**query)
         for item in response.get("Items", []):
-            yield Evidence.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}})
+            yield _evidence_from_item(item)
         if "LastEvaluatedKey" not in response:
             return
         query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -376,7 +420,8 @@ def _count_matches(query: dict[str, Any]) -> int:
 
 
 def _evidence_from_item(item: dict[str, Any]) -> Evidence:
-    return Evidence.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}})
+    stored = StoredEvidence.model_validate({k: v for k, v in dynamo.plain(item).items() if k not in {"PK", "SK"}})
+    return stored.to_evidence()
 
 
 # --- evidence listing: oldest first (the session's transcript), an opaque cursor bound to the session ---

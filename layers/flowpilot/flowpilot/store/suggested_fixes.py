@@ -11,15 +11,22 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
 from flowpilot.errors import InvalidInput
-from flowpilot.models import ID_PATTERN, DraftTemplate, ScriptTemplate, SessionSuggestedFixResponse
+from flowpilot.models import (
+    ID_PATTERN,
+    DraftTemplate,
+    ScriptTemplate,
+    SessionSuggestedFixResponse,
+    StoredFix,
+    StoredSession,
+)
 from flowpilot.store import dynamo
-from flowpilot.store.sessions import ConditionalUpdate, SessionChange
+from flowpilot.store.sessions import conditional_update, put_new
 
 FIX_PREFIX = "FIX#"
 DRAFT_PREFIX = "DT#"
@@ -28,8 +35,6 @@ _KEYS = {"PK", "SK"}
 _CURSOR_ID = re.compile(ID_PATTERN)
 # A decision, or being superseded, happens once: whichever write comes first wins.
 UNDECIDED = "attribute_exists(SK) AND attribute_not_exists(user_decision) AND attribute_not_exists(superseded_at)"
-# On the session item: the id of its undecided fix, "" when none (absent on sessions stored before it was kept).
-UNDECIDED_FIX_ATTRIBUTE = "undecided_fix_id"
 # A page of a filtered listing stops after this many queries, so no request reads without bound.
 _QUERIES_PER_PAGE = 10
 
@@ -53,39 +58,94 @@ def fix_key(account_id: str, session_id: str, fix_id: str) -> dict[str, str]:
     return {"PK": dynamo.session_pk(account_id, session_id), "SK": f"{FIX_PREFIX}{fix_id}"}
 
 
-def fix_item(account_id: str, fix: SessionSuggestedFixResponse) -> dict[str, Any]:
+def fix_item(account_id: str, fix: StoredFix | SessionSuggestedFixResponse) -> dict[str, Any]:
     """The item to put for a new fix (its sensitive parameter values must already be masked)."""
-    item = fix.model_dump(mode="json", exclude_none=True)
-    item.update(fix_key(account_id, fix.session_id, fix.id))
+    stored = fix if isinstance(fix, StoredFix) else StoredFix.of(fix)
+    item = stored.model_dump(mode="json", exclude_none=True)
+    item.update(fix_key(account_id, stored.session_id, stored.id))
     return item
 
 
-def get_fix(account_id: str, session_id: str, fix_id: str) -> SessionSuggestedFixResponse | None:
+def _to_fix(item: dict[str, Any]) -> StoredFix:
+    return StoredFix.model_validate(_without_keys(item))
+
+
+def get_fix(account_id: str, session_id: str, fix_id: str) -> StoredFix | None:
     item = (
         dynamo.sessions_table().get_item(Key=fix_key(account_id, session_id, fix_id), ConsistentRead=True).get("Item")
     )
-    return SessionSuggestedFixResponse.model_validate(_without_keys(item)) if item else None
+    return _to_fix(item) if item else None
 
 
-def fix_update(account_id: str, session_id: str, fix_id: str, **set_values: Any) -> ConditionalUpdate:
-    """Decide or supersede a fix, only if it is still undecided and current (part of a transaction)."""
-    return ConditionalUpdate(key=fix_key(account_id, session_id, fix_id), set_values=set_values, condition=UNDECIDED)
+# --- what a version-bump transaction (store.sessions.put_with_version_bump) writes for fixes ---
+
+
+@dataclass(frozen=True, slots=True)
+class NewFix:
+    """Store a new fix."""
+
+    fix: StoredFix
+
+    def transact_item(self, account_id: str, table: str) -> dict[str, Any]:
+        return put_new(table, fix_item(account_id, self.fix))
+
+
+@dataclass(frozen=True, slots=True)
+class SupersedeFix:
+    """Mark a fix superseded at `at`, only if it is still undecided and current."""
+
+    session_id: str
+    fix_id: str
+    at: str
+
+    def transact_item(self, account_id: str, table: str) -> dict[str, Any]:
+        key = fix_key(account_id, self.session_id, self.fix_id)
+        return conditional_update(table, key, {"superseded_at": self.at}, UNDECIDED)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDecision:
+    """Store the decision of `fix` (as decided: its decision, when and by whom, and its superseded_at if
+    the decision supersedes it), only if the stored fix is still undecided and current."""
+
+    fix: StoredFix
+
+    def transact_item(self, account_id: str, table: str) -> dict[str, Any]:
+        fix = self.fix
+        assert fix.user_decision is not None and fix.decided_at is not None and fix.decided_by is not None
+        decided: dict[str, Any] = {
+            "user_decision": fix.user_decision.value,
+            "decided_at": fix.decided_at,
+            "decided_by": fix.decided_by,
+        }
+        if fix.superseded_at is not None:
+            decided["superseded_at"] = fix.superseded_at
+        return conditional_update(table, fix_key(account_id, fix.session_id, fix.id), decided, UNDECIDED)
+
+
+@dataclass(frozen=True, slots=True)
+class NewDraft:
+    """Store a draft template queued by a decision."""
+
+    draft: DraftTemplate
+
+    def transact_item(self, account_id: str, table: str) -> dict[str, Any]:
+        return put_new(table, draft_item(account_id, self.draft))
 
 
 # --- the session's undecided fix: one at most, its id kept on the session item ---
 
 
-def undecided_fix_ids(account_id: str, session_id: str, session_item: Mapping[str, Any]) -> list[str]:
-    """The session's undecided, current fix (a list: empty or one id), from the session item just read.
+def undecided_fix_ids(account_id: str, session: StoredSession) -> list[str]:
+    """The session's undecided, current fix (a list: empty or one id), from the session just read.
 
-    Sessions stored before the id was kept there have no such attribute: their fixes are queried, once,
+    Sessions stored before the id was kept there have none recorded: their fixes are queried, once,
     since the next fix added records it.
     """
-    if UNDECIDED_FIX_ATTRIBUTE in session_item:
-        fix_id = session_item[UNDECIDED_FIX_ATTRIBUTE]
-        return [fix_id] if fix_id else []
+    if session.undecided_fix_id is not None:
+        return [session.undecided_fix_id] if session.undecided_fix_id else []
     query: dict[str, Any] = {
-        "KeyConditionExpression": Key("PK").eq(dynamo.session_pk(account_id, session_id))
+        "KeyConditionExpression": Key("PK").eq(dynamo.session_pk(account_id, session.id))
         & Key("SK").begins_with(FIX_PREFIX),
         "FilterExpression": Attr("user_decision").not_exists() & Attr("superseded_at").not_exists(),
         "ProjectionExpression": "SK",
@@ -100,29 +160,12 @@ def undecided_fix_ids(account_id: str, session_id: str, session_item: Mapping[st
         query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
-def undecided_fix_change(session_item: Mapping[str, Any], fix_id: str | None) -> SessionChange:
-    """Record `fix_id` (None: no fix) as the session's undecided fix, only if no other write changed the
-    record since `session_item` was read: two fixes added at once cannot both stay undecided."""
-    new = {UNDECIDED_FIX_ATTRIBUTE: fix_id or ""}
-    name = f"#{UNDECIDED_FIX_ATTRIBUTE}"
-    if UNDECIDED_FIX_ATTRIBUTE not in session_item:
-        return SessionChange(new, f"attribute_not_exists({name})")
-    return SessionChange(
-        new, f"{name} = :undecided_fix_was", {":undecided_fix_was": session_item[UNDECIDED_FIX_ATTRIBUTE]}
-    )
-
-
-def records_undecided_fix(session_item: Mapping[str, Any], fix_id: str) -> bool:
-    """Whether the session item names `fix_id` as its undecided fix."""
-    return session_item.get(UNDECIDED_FIX_ATTRIBUTE) == fix_id
-
-
 # --- listing fixes: two groups (current, then superseded), each newest first ---
 
 
 def fixes_page(
     account_id: str, session_id: str, *, superseded: bool, after: str | None, limit: int
-) -> tuple[list[SessionSuggestedFixResponse], str | None]:
+) -> tuple[list[StoredFix], str | None]:
     """Up to `limit` fixes of one group, newest first, after fix `after`; and the fix id to resume after
     (None: the group is done).
 
@@ -139,16 +182,17 @@ def fixes_page(
     }
     if after:
         query["ExclusiveStartKey"] = fix_key(account_id, session_id, after)
-    found: list[SessionSuggestedFixResponse] = []
+    found: list[StoredFix] = []
     for _ in range(_QUERIES_PER_PAGE):
         response = dynamo.sessions_table().query(**query)
-        found.extend(SessionSuggestedFixResponse.model_validate(_without_keys(i)) for i in response["Items"])
+        found.extend(_to_fix(i) for i in response["Items"])
         if len(found) > limit:
             return found[:limit], found[limit - 1].id
         last = response.get("LastEvaluatedKey")
         if last is None:
             return found, None
         query["ExclusiveStartKey"] = last
+    assert last is not None  # the loop above only ends here after a page that had more
     return found, str(last["SK"]).removeprefix(FIX_PREFIX)
 
 

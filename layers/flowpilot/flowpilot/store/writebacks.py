@@ -102,7 +102,7 @@ def take_lock_and_start(account_id: str, entry: LedgerEntry, ticket: TicketRef |
         dynamo.client().transact_write_items(
             TransactItems=[
                 {"Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(SK)"}},
-                {"Update": lock},
+                {"Update": lock},  # type: ignore[typeddict-item]
             ]
         )
     except ClientError as error:
@@ -145,6 +145,24 @@ def replace_note_id(
         condition_values={":lost": lost_id},
     )
     return _entry(item)
+
+
+def mark_post_attempted(account_id: str, session_id: str, writeback_id: str, now: str) -> bool:
+    """Record that a note POST is about to go out, only while the write-back still runs (not abandoned).
+
+    False when it was abandoned meanwhile: then nothing may be posted, the next post owns the ticket.
+    """
+    try:
+        dynamo.update_item(
+            ledger_key(account_id, session_id, writeback_id),
+            {"post_attempted": True, "updated_at": now},
+            condition="attribute_exists(SK) AND #st = :running",
+            names={"#st": "state"},
+            condition_values={":running": "running"},
+        )
+    except ConditionFailed:
+        return False
+    return True
 
 
 def record_error(account_id: str, session_id: str, writeback_id: str, error: LedgerError, now: str) -> None:
@@ -290,13 +308,21 @@ def abandon(
                         "Key": ledger_key(account_id, session_id, entry.writeback_id),
                         "UpdateExpression": "SET #st = :abandoned, abandon_reason = :reason, "
                         "finished_at = :now, updated_at = :now",
-                        "ConditionExpression": "#st = :running",
+                        # Only as the healer saw it: a post attempt recorded since then means the note may be
+                        # on its way, and the pending note must carry its marker; the healer reads again.
+                        "ConditionExpression": "#st = :running AND "
+                        + (
+                            "post_attempted = :true"
+                            if entry.post_attempted
+                            else "(attribute_not_exists(post_attempted) OR post_attempted = :false)"
+                        ),
                         "ExpressionAttributeNames": {"#st": "state"},
                         "ExpressionAttributeValues": {
                             ":abandoned": "abandoned",
                             ":running": "running",
                             ":reason": reason,
                             ":now": now,
+                            **({":true": True} if entry.post_attempted else {":false": False}),
                         },
                     }
                 },

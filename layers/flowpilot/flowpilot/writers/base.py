@@ -1,18 +1,16 @@
-"""What every note writer is: the `NoteWriter` protocol, its result, the escalation format, and the choice
-of writer for this process (Claude when `ANTHROPIC_API_KEY` is set, else the offline writer).
+"""What every note writer is: the `NoteWriter` protocol, its result and the escalation format.
 
-Nothing here imports `anthropic`: the Claude writer is imported only when it is chosen.
+The choice of writer for this process is `writers.choose()`. Nothing here imports `anthropic`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from flowpilot.models import Evidence, PreviewKind, Session
+from flowpilot.models import Evidence, PreviewKind, PreviewUsage, Session
 
 # The escalation package's sections, exactly and in this order (DESIGN §4).
 ESCALATION_HEADINGS: tuple[str, ...] = (
@@ -28,23 +26,13 @@ _LEVEL_2_HEADING = re.compile(r"^ {0,3}##(?:[ \t]+(?P<title>.*?))??(?:[ \t]+#*)?
 
 
 @dataclass(frozen=True)
-class Usage:
-    """Tokens one model call used (what the preview cost)."""
-
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int
-    cache_creation_input_tokens: int
-
-
-@dataclass(frozen=True)
 class WrittenDocument:
     """A written preview. `writer` is "offline" or "claude:<model>"; `trimmed_evidence` counts the older
     evidence items left out (summarised by kind) to keep the document within budget."""
 
     markdown: str
     writer: str
-    usage: Usage | None
+    usage: PreviewUsage | None  # tokens the model call used (None: no model)
     trimmed_evidence: int
 
 
@@ -73,14 +61,3 @@ def has_escalation_sections(markdown: str) -> bool:
         markdown.lstrip().startswith(ESCALATION_HEADINGS[0] + "\n")
         and tuple(level_2_headings(markdown)) == ESCALATION_HEADINGS
     )
-
-
-def writer_from_environment() -> NoteWriter:
-    """Claude when `ANTHROPIC_API_KEY` is set (imported only then: `anthropic` costs ~1.2 s), else offline."""
-    if os.environ.get("ANTHROPIC_API_KEY"):
-        from flowpilot.writers.claude import ClaudeWriter
-
-        return ClaudeWriter()
-    from flowpilot.writers.offline import OfflineWriter
-
-    return OfflineWriter()

@@ -32,11 +32,12 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from flowpilot import resets
 from flowpilot.config import settings
 from flowpilot.errors import BadGateway, FlowPilotError, UpstreamTimeout, UpstreamUnavailable
-from flowpilot.models import Evidence, PreviewKind, Session
+from flowpilot.models import Evidence, PreviewKind, PreviewUsage, Session
 from flowpilot.observability import timed_call
-from flowpilot.writers.base import ESCALATION_HEADINGS, Usage, WrittenDocument, has_escalation_sections
+from flowpilot.writers.base import ESCALATION_HEADINGS, WrittenDocument, has_escalation_sections
 from flowpilot.writers.prompt import Prompt, build_prompt
 
 if TYPE_CHECKING:
@@ -53,11 +54,12 @@ _COMPLETE_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx, 529 "overloaded" included
 _HEADING_LINE = re.compile(r"^##(?!#)[ \t]*(?P<title>.*?)[ \t#]*$", re.MULTILINE)
 _CANONICAL_HEADINGS = {heading.casefold(): heading for heading in ESCALATION_HEADINGS}
-# Every live writer, so a SnapStart restore can drop their SDK clients (see `reset_clients`).
+# Every live writer, so a SnapStart restore can drop their SDK clients (see `reset_caches`).
 _writers: weakref.WeakSet[ClaudeWriter] = weakref.WeakSet()
 
 
-def reset_clients() -> None:
+@resets.register
+def reset_caches() -> None:
     """Drop every writer's SDK client and its connection pool; the next model call makes a fresh one.
 
     Run after a SnapStart restore (`flowpilot.snapstart`): a pool from before the snapshot is shared by
@@ -98,7 +100,7 @@ class ClaudeWriter:
         return WrittenDocument(
             markdown=_checked_markdown(kind, message),
             writer=self.name,
-            usage=Usage(
+            usage=PreviewUsage(
                 input_tokens=message.usage.input_tokens,
                 output_tokens=message.usage.output_tokens,
                 cache_read_input_tokens=message.usage.cache_read_input_tokens or 0,

@@ -1,4 +1,7 @@
-"""The API contract (DESIGN §3) as pydantic models. Field names here are what clients rely on."""
+"""The API contract (DESIGN §3): request and response shapes. Field names here are what clients rely on.
+
+What the store persists is in `models.stored`; an item's shape there may grow without changing these.
+"""
 
 from __future__ import annotations
 
@@ -163,7 +166,7 @@ class LinkTicketRequest(PsaTicketRef):
     pass
 
 
-# --- suggested fixes (issue 3) ---
+# --- suggested fixes ---
 
 
 class UserDecision(StrEnum):
