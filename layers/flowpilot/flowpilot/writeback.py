@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from flowpilot import scanner
 from flowpilot.account_settings import preferences_for
@@ -32,7 +32,6 @@ from flowpilot.models import (
     ResolutionPostResponse,
     SessionStatus,
     WritebackKind,
-    WritebackOutcome,
     canonical_ticket_id,
 )
 from flowpilot.observability import logger, metrics
@@ -56,46 +55,9 @@ class WritebackAccepted(BaseModel):
     status_url: str
 
 
-class WritebackLedgerEntry(BaseModel):
-    writeback_id: str
-    session_id: str
-    kind: WritebackKind
-    state: Literal["running", "succeeded", "failed", "abandoned"]
-    outcome: WritebackOutcome | None = None
-    abandon_reason: str | None = Field(
-        default=None,
-        description="Why the write-back was abandoned: never_started, ended_without_recording, recording_failed.",
-    )
-    created_by: str
-    created_at: str
-    updated_at: str
-    finished_at: str | None = None
-    markdown: str | None = Field(
-        default=None, description="The text the ticket was read back showing (without the marker line)."
-    )
-    requested_markdown: str | None = None
-    summary: str | None = None
-    ticket: dict[str, Any] | None = None
-    board_id: int | None = None
-    board_name: str | None = None
-    note_id: str | None = None
-    note_marker: str | None = None
-    note_posted_at: str | None = None
-    note_reused_from: str | None = None
-    note_amended: bool = False
-    note_verified_at: str | None = None
-    replaced_note_id: str | None = None
-    external_id: str | None = None
-    posted_at: str | None = None
-    target_status_id: int | None = None
-    target_status_name: str | None = None
-    verified_status_id: int | None = None
-    verified_status_name: str | None = None
-    status_transition_skipped_reason: str | None = None
-    error: dict[str, Any] | None = None
-    last_error: dict[str, Any] | None = None
-    drift: dict[str, Any] | None = None
-    execution_arn: str | None = None
+class WritebackLedgerEntry(LedgerEntry):
+    """`GET …/writebacks/{id}`: the ledger entry as stored (`markdown` is the text the ticket was read back
+    showing; `requested_markdown` what the post asked for; `abandon_reason` why an abandoned one was)."""
 
 
 def first_line_summary(markdown: str) -> str:

@@ -15,31 +15,16 @@ from flowpilot.models.api import (
     EvidenceKind,
     PreviewKind,
     PreviewUsage,
-    PsaTicketRef,
     ScriptLanguage,
     Session,
-    SessionStatus,
     SessionSuggestedFixResponse,
     UserDecision,
-    WritebackSummary,
 )
 
 
-class StoredSession(BaseModel):
+class StoredSession(Session):
     """The session item: the session's fields, and the back end's own (never in a response)."""
 
-    id: str
-    title: str
-    problem: str
-    status: SessionStatus
-    state_version: int
-    psa_ticket: PsaTicketRef | None = None
-    resolution_summary: str | None = None
-    escalation_reason: str | None = None
-    last_writeback: WritebackSummary | None = None
-    created_by: str
-    created_at: str
-    updated_at: str
     # The write-back holding the session's lock, if one runs.
     active_writeback_id: str | None = None
     # The session's one undecided fix: its id, "" for none; None only on sessions stored before it was kept.
