@@ -1,7 +1,7 @@
 """A ConnectWise Manage simulator: a real HTTP server on loopback that speaks CW's REST wire format.
 
 Owns fake CW state (boards, statuses, tickets, notes), CW's auth, paging and error bodies
-(PSA-NOTES §1, checklist §5) and per-ticket fault knobs that reproduce how CW write-backs fail in
+and per-ticket fault knobs that reproduce how CW write-backs fail in
 production: silently ignored status changes, workflow reverts, 429s, 500s, connections dropped after
 the note was stored, slow answers. Dev and test tool only; never shipped in the layer.
 
@@ -781,7 +781,7 @@ class CWSimulator:
         raise _CWError(404, {"code": "NotFound", "message": f"Ticket Note ID {note_id} not found."})
 
     def _patch_note(self, req: _Request, m: re.Match[str]) -> _Reply:
-        """JSON-Patch of a note's text and flags (PSA-NOTES §1.3, ServiceNote fields)."""
+        """JSON-Patch of a note's text and flags (ServiceNote fields)."""
         tid, note_id = int(m.group(1)), int(m.group(2))
         if not isinstance(req.body, list) or not req.body:
             raise _invalid("serviceNote", "InvalidField", "The body must be a non-empty JSON-Patch array.", None)
@@ -835,7 +835,7 @@ class CWSimulator:
                 faults.drop_after_commit_next -= 1
                 return _Reply(0, drop=True)
             created = copy.deepcopy(note)
-        # PSA-NOTES §1.3 quirk: the create response says internal AND external; GET says null for both.
+        # A CW quirk: the create response says internal AND external; GET says null for both.
         created["internalFlag"] = True
         created["externalFlag"] = True
         return _Reply(201, created)

@@ -4,7 +4,7 @@ schemathesis generates valid and invalid requests from the document (examples, b
 random fuzzing); each one goes through `devstack.gateway.call` exactly as API Gateway would hand it to the
 function's `lambda_handler`, with JWT claims of a fuzz account. Every response must:
 
-- not be a server error (5xx) -- "no request, however malformed, gets a 500" (DESIGN §3);
+- not be a server error (5xx) -- "no request, however malformed, gets a 500";
 - have a documented content type and match the documented schema for its status code;
 - reject data the document calls invalid (a 4xx), and use a status code the document lists, or one of the
   4xx codes in UNDOCUMENTED_4XX below (empty now: every code must be documented).

@@ -235,7 +235,7 @@ def test_missing_identity_is_401(aws_env: dict) -> None:
     assert response.body["error"]["code"] == "unauthorized"
 
 
-# --- concurrent writers: state_version is bumped atomically, not compared (DESIGN §5) ---
+# --- concurrent writers: state_version is bumped atomically, not compared ---
 
 
 def test_twelve_concurrent_evidence_adds_all_land_and_move_the_version_by_twelve(api: Api) -> None:

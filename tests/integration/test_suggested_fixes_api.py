@@ -701,7 +701,7 @@ def test_sample_events_of_these_routes_run_against_a_seeded_session(api: Api) ->
     assert run("GET /draft-templates") == (200, {"items": [], "next_cursor": None})
 
 
-# --- the seed's decision shape (DESIGN §3): id, user_decision, rendered_script, redirect_path at the top ---
+# --- the seed's decision shape: id, user_decision, rendered_script, redirect_path at the top ---
 
 
 @pytest.mark.parametrize("decision", ["one_off", "draft_template", "build_template", "dismissed"])
@@ -905,7 +905,7 @@ def test_130_large_fixes_page_under_6_mb_each_once_and_adds_read_a_bounded_numbe
             assert len(sizes) == 2 and sizes[0] > 4_000_000  # the byte budget, not the count, ended page one
 
 
-# --- concurrent writers (DESIGN §5): evidence and decisions never collide; one undecided fix at a time ---
+# --- concurrent writers: evidence and decisions never collide; one undecided fix at a time ---
 
 
 def test_evidence_adds_racing_a_decision_all_land(api: Api) -> None:

@@ -1,4 +1,4 @@
-"""What a 200 claims is what the ticket shows (DESIGN §5 "Verify everything the answer claims").
+"""What a 200 claims is what the ticket shows.
 
 Through the real handlers, the executed ASL and the ConnectWise simulator: visibility read back and
 repaired, edited re-posts amended in place, the ticket fixed for the whole write-back, canonical ticket

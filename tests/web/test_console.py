@@ -1,4 +1,4 @@
-"""The engineer's console (DESIGN §8) in headless Chromium against the local stack, under the console's CSP.
+"""The engineer's console in headless Chromium against the local stack, under the console's CSP.
 
 Demo tickets: 1001 resolve, 1002 escalate, 1003 ignores status changes (502), 1004..1006 spare.
 """

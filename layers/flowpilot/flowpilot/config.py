@@ -34,9 +34,8 @@ class Settings(BaseModel):
     preview_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, alias="PREVIEW_TTL_SECONDS")
     writeback_wait_seconds: float = Field(default=20.0, ge=0, le=28, alias="WRITEBACK_WAIT_SECONDS")
     drift_check_seconds: int = Field(default=120, ge=0, le=3600, alias="DRIFT_CHECK_SECONDS")
-    # The newest Sonnet the pinned SDK (anthropic 2.14.0) lists in types/model_param.py (sonnet-5-5 >
-    # sonnet-5 > sonnet-4-6 > sonnet-4-5) and not in its _data/deprecated_models.py, which retires
-    # claude-sonnet-4-5 on November 30th, 2026.
+    # The newest Sonnet the pinned SDK (anthropic 2.14.0) knows and does not list as deprecated
+    # (claude-sonnet-4-5 retires on November 30th, 2026).
     anthropic_model: str = Field(default="claude-sonnet-5-5", alias="ANTHROPIC_MODEL")
     anthropic_timeout_seconds: float = Field(default=20.0, gt=0, le=25, alias="ANTHROPIC_TIMEOUT_SECONDS")
     anthropic_max_retries: int = Field(default=1, ge=0, le=3, alias="ANTHROPIC_MAX_RETRIES")

@@ -1,4 +1,4 @@
-"""Posting the final resolution note or escalation package to the session's PSA ticket (DESIGN §5).
+"""Posting the final resolution note or escalation package to the session's PSA ticket.
 
 The handler's side: validate, take the session's write-back lock, start the execution, wait a bounded
 time for the ledger to reach a result, and answer exactly what happened.

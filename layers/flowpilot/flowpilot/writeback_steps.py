@@ -1,4 +1,4 @@
-"""The write-back state machine's steps (DESIGN §5). Each takes the execution state and returns it, extended.
+"""The write-back state machine's steps: each takes the execution state and returns it, extended.
 
 Exactly one note, always: the note id goes on the ledger the moment the PSA returns it; a retried or
 resumed post looks at the ledger first, then searches the ticket's notes for the write-back's marker.

@@ -1,4 +1,4 @@
-"""The API contract (DESIGN §3): request and response shapes. Field names here are what clients rely on.
+"""The API contract: request and response shapes. Field names here are what clients rely on.
 
 What the store persists is in `models.stored`; an item's shape there may grow without changing these.
 """

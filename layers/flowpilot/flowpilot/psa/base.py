@@ -228,7 +228,7 @@ class PSAProvider(Protocol):
 
 
 # --------------------------------------------------------------------------------------------------
-# Dedupe marker (PSA-NOTES §0.1): plain text only, since some PSAs strip HTML or store text only.
+# Dedupe marker: plain text only, since some PSAs strip HTML or store text only (none has an idempotency key).
 
 MARKER_PREFIX = "ref:fp-"
 _MARKER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -1,4 +1,4 @@
-"""ConnectWise Manage over REST (PSA-NOTES §1): CW's wire format and nothing else.
+"""ConnectWise Manage over REST: CW's wire format and nothing else.
 
 Owns the base-URL discovery (companyinfo codebase), CW auth headers, the note/status/ticket payloads,
 the mapping of CW's HTTP answers to `psa.base` errors, and the per-board status cache. It never
@@ -50,7 +50,7 @@ DEFAULT_RETRY_AFTER = 5
 _TICKET_ID = re.compile(r"^[0-9]{1,12}$")
 _CODEBASE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9_.-]+/?$")
 
-# What we send per kind; visibility is judged from exactly these flags (PSA-NOTES §1.3 quirk:
+# What we send per kind; visibility is judged from exactly these flags (a CW quirk:
 # CW echoes internalFlag and externalFlag both true on create, so those two say nothing).
 _NOTE_FLAGS: dict[NoteKind, dict[str, bool]] = {
     NoteKind.resolution: {
@@ -542,7 +542,7 @@ class ConnectWiseProvider:
             id=str(data["id"]),
             ticket_id=str(data.get("ticketId") or ticket_id),
             text=str(data.get("text") or ""),
-            # issueFlag also shows the note to the customer ("external", PSA-NOTES §1.3), so it counts too.
+            # issueFlag also shows the note to the customer (CW counts it as "external"), so it counts too.
             customer_visible=any(data.get(f) is True for f in ("detailDescriptionFlag", "resolutionFlag", "issueFlag")),
             internal_analysis=data.get("internalAnalysisFlag") is True,
             flags={name: data.get(name) is True for name in _VISIBILITY_FLAGS},

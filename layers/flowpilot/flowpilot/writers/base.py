@@ -12,7 +12,7 @@ from typing import Protocol
 
 from flowpilot.models import Evidence, PreviewKind, PreviewUsage, Session
 
-# The escalation package's sections, exactly and in this order (DESIGN §4).
+# The escalation package's sections, exactly and in this order.
 ESCALATION_HEADINGS: tuple[str, ...] = (
     "## Problem",
     "## What we've confirmed",

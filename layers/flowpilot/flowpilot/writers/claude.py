@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import httpx2
     from anthropic.types import Message
 
-# ~8,000 characters: a full package fits, and a posted note may hold at most 20,000 (DESIGN §3).
+# ~8,000 characters: a full package fits, and a posted note may hold at most 20,000.
 MAX_OUTPUT_TOKENS = 2048
 DEFAULT_RETRY_AFTER_SECONDS = 10
 # A retry is only worth starting with at least this long left for the model to answer.

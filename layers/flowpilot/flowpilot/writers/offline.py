@@ -39,7 +39,7 @@ from flowpilot.writers.prompt import (
     select_evidence,
 )
 
-# 4,500 tokens ≈ 18,000 characters: a posted note may hold at most 20,000 (DESIGN §3).
+# 4,500 tokens ≈ 18,000 characters: a posted note may hold at most 20,000.
 OFFLINE_BUDGET_TOKENS = 4_500
 SUMMARY_MAX_CHARS = 200
 
