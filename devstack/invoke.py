@@ -24,6 +24,7 @@ import httpx
 
 from devstack import aws, loopback, template
 from devstack.demo import default_api
+from devstack.stack import free_port
 
 ENV_LOCAL_PATH = template.ROOT / "events" / "env.local.json"
 DEFAULT_MOTO_ENDPOINT = "http://127.0.0.1:3001"  # `make dev`'s MOTO_PORT default
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             from devstack.stack import LocalStack
 
             print(f"Nothing answers at {args.api}: starting a fresh in-process stack (API_PORT)", file=sys.stderr)
-            stack = LocalStack(with_api=False, moto_port=0)
+            stack = LocalStack(with_api=False, moto_port=free_port())  # never make dev's MOTO_PORT
             stack.start()
             cleanup.callback(stack.stop)
             endpoint = stack.moto_url

@@ -7,10 +7,12 @@ write-back step; the functions' JSON lines, moto's and Werkzeug's at `LOG_LEVEL=
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +49,15 @@ class LocalStack:
     parts: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
+        """Start everything; if any part fails, what did start is stopped and the process is as before."""
+        self.parts["environ"] = dict(os.environ)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
@@ -133,9 +144,15 @@ class LocalStack:
             if name in self.parts:
                 self.parts[name].__exit__(None, None, None)
         if "moto" in self.parts:
-            self.parts["moto"].stop()
+            _reset_moto(self.moto_url)  # moto's backends are the process's: the next stack starts empty
+            self.parts.pop("moto").stop()
         if "egress" in self.parts:
             loopback.restore(self.parts.pop("egress"))
+        if "environ" in self.parts:
+            # What start() set (ports, the template's variables, metrics off) leaves with the stack.
+            os.environ.clear()
+            os.environ.update(self.parts.pop("environ"))
+            aws.reset_process_caches()
 
     def describe(self) -> str:
         lines = [
@@ -162,6 +179,11 @@ class LocalStack:
             "State lives in memory: a restart starts empty and reseeds the demo. Ctrl-C stops everything.",
         ]
         return "\n".join(lines)
+
+
+def _reset_moto(url: str) -> None:
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()
 
 
 def _require_free_port(port: int, knob: str) -> None:

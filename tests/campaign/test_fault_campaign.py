@@ -5,7 +5,12 @@ write-back invariants after every one.
 Seeded and reproducible: the seed is printed; `FLOWPILOT_CAMPAIGN_SEED=<seed>` replays a campaign,
 `FLOWPILOT_CAMPAIGN_ONLY=<i,j,...>` replays only some write-backs of it (every write-back's plan depends
 on the seed and its index only), `FLOWPILOT_CAMPAIGN_SIZE=<n>` changes how many are run,
-`FLOWPILOT_CAMPAIGN_VERBOSE=1` prints every write-back's plan and duration.
+`FLOWPILOT_CAMPAIGN_VERBOSE=1` prints every write-back's plan and duration, `FLOWPILOT_CAMPAIGN_AWS_FAULTS=0`
+turns off the AWS-side faults (on by default; `tests/campaign/aws_faults.py`): DynamoDB throttling on any
+table call of any step, a kill between lock and StartExecution, RecordFailure failing for good, an operator's
+StopExecution mid-way, the ledger write after the note POST failing. Those plans also check: the session is
+never left locked (and the whole Sessions table at the end: `locked_after=0`), an abandoned entry says why,
+and an abandoned attempt's note is the note of every later post of its kind to its ticket.
 
     FLOWPILOT_CAMPAIGN_SEED=20260611 .venv/bin/pytest tests/campaign -s
 
@@ -63,6 +68,14 @@ import pytest
 
 from devstack import aws
 from devstack.gateway import ApiResponse
+from tests.campaign.aws_faults import (
+    ABANDON_REASONS,
+    AWS_FAULTS,
+    STOP_POINTS,
+    THROTTLE_STEPS,
+    AwsFaults,
+    Killed,
+)
 from tests.conftest import Api
 
 DEFAULT_SEED = 20260611
@@ -115,7 +128,7 @@ FAILURE_CODE = {
     "visibility": "psa_note_visibility_mismatch",
     "5xx_after_note": "psa_unavailable",
 }
-TERMINAL = {"succeeded", "failed"}
+TERMINAL = {"succeeded", "failed", "abandoned"}
 # The state machine's Retry: MaxAttempts 4, i.e. 5 attempts of a step. Up to 3 failures always recover.
 RECOVERABLE_FAILURES = 3
 EXHAUSTING_FAILURES = 5
@@ -129,6 +142,11 @@ REDELIVERABLE_STEPS = (
     "drift_check",
     "record_failure",
 )
+
+
+def aws_faults_on() -> bool:
+    """FLOWPILOT_CAMPAIGN_AWS_FAULTS=0 turns the AWS-side faults off (on by default)."""
+    return os.environ.get("FLOWPILOT_CAMPAIGN_AWS_FAULTS", "1").strip() not in {"0", "false", "no", "off", ""}
 
 
 def campaign_seed() -> int:
@@ -197,6 +215,13 @@ class Plan:
     relink_failure: str = ""
     final_kind: str = ""
     padding: str = "#"
+    # AWS-side faults (tests/campaign/aws_faults.py), drawn from a stream of their own: "" or one of
+    # AWS_FAULTS. throttle: the step, the calls of it let through, then the calls throttled. stop: where.
+    aws_fault: str = ""
+    throttle_step: str = ""
+    throttle_skip: int = 0
+    throttle_calls: int = 0
+    stop_at: str = ""
 
     @property
     def ticket_id(self) -> int:
@@ -249,7 +274,70 @@ class Plan:
         return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
-def make_plan(seed: int, index: int) -> Plan:
+def make_plan(seed: int, index: int, aws_faults: bool = True) -> Plan:
+    plan = _make_psa_plan(seed, index)
+    return with_aws_fault(seed, plan) if aws_faults else plan
+
+
+# Share of plans with each AWS fault (the rest: none). kill_start, record_failure and stop change how the
+# plan's posts go, so they apply to classic plans only (about 64% of plans); the others to every kind.
+RETRY_ATTEMPTS = 5
+# Steps after the note: the PSA's 5xx (the first calls on the ticket) and dropped note POSTs land before them.
+QUIET_STEPS = ("transition", "verify", "record_success", "drift_check")
+AWS_FAULT_WEIGHTS = {"throttle": 0.12, "note_write": 0.05, "kill_start": 0.05, "record_failure": 0.05, "stop": 0.05}
+
+
+def with_aws_fault(seed: int, plan: Plan) -> Plan:
+    rng = random.Random(f"flowpilot-campaign-aws:{seed}:{plan.index}")
+    roll, fault = rng.random(), ""
+    for name, weight in AWS_FAULT_WEIGHTS.items():
+        if roll < weight:
+            fault = name
+            break
+        roll -= weight
+    if fault in {"kill_start", "record_failure", "stop"} and plan.scenario != "classic":
+        fault = ""
+    if not fault:
+        return plan
+    fields: dict[str, Any] = {"aws_fault": fault}
+    if fault == "throttle":
+        # The state machine gives a step 5 attempts: the PSA's 5xx, dropped note POSTs and a redelivered step
+        # may land on the throttled step too, so the throttles take only what those leave (at least one).
+        budget = RETRY_ATTEMPTS - 1 - plan.fail_next - plan.drop_after_commit_next - bool(plan.redeliver_step)
+        fields.update(
+            throttle_step=rng.choice(THROTTLE_STEPS),
+            throttle_skip=rng.randint(0, 3),
+            throttle_calls=max(1, min(rng.randint(1, RECOVERABLE_FAILURES), budget)),
+        )
+        if budget < 1:
+            # No room left where the PSA's faults land: throttle a step they do not reach.
+            fields["throttle_step"] = rng.choice([s for s in QUIET_STEPS if s != plan.redeliver_step])
+    if fault in {"kill_start", "record_failure", "stop"}:
+        # One post at a time: a zero grace (kill_start) would heal a concurrent post's lock before it starts.
+        fields.update(concurrent_kinds=(plan.kind,), client_timeout_retry=False)
+    if fault == "record_failure":
+        # A failure after the note (a silent reject), so the abandoned attempt's note must be reused.
+        fields.update(
+            ignore_status_change=True,
+            revert_status_after=None,
+            after_note="",
+            fail_next=min(plan.fail_next, RECOVERABLE_FAILURES),
+            resume=True,
+        )
+    if fault == "stop":
+        # Only transient PSA faults: the execution reaches the stop point, and the re-post succeeds.
+        fields.update(
+            ignore_status_change=False,
+            revert_status_after=None,
+            after_note="",
+            fail_next=min(plan.fail_next, RECOVERABLE_FAILURES),
+            resume=False,
+            stop_at=rng.choice(STOP_POINTS),
+        )
+    return replace(plan, **fields)
+
+
+def _make_psa_plan(seed: int, index: int) -> Plan:
     rng = random.Random(f"flowpilot-campaign:{seed}:{index}")
     kind = rng.choice(KINDS)
     board_id = 1 if rng.random() < 0.8 else 2
@@ -359,6 +447,17 @@ class Violation(AssertionError):
     pass
 
 
+def writeback_module() -> Any:
+    from flowpilot import writeback
+
+    return writeback
+
+
+def marker_writeback(text: str) -> str | None:
+    found = MARKER.findall(text)
+    return found[0] if len(found) == 1 else None
+
+
 def customer_visible(note: dict[str, Any]) -> bool:
     return any(note.get(name) is True for name in CUSTOMER_VISIBLE_FLAGS)
 
@@ -402,6 +501,8 @@ class Campaign:
 
         def post_note_then_fail(req: Any, match: re.Match[str]) -> Any:
             reply = store_note(req, match)
+            if isinstance(req.body, dict) and isinstance(req.body.get("text"), str):
+                self.aws.note_stored(int(match.group(1)), req.body["text"], marker_writeback)
             if faults := self.after_note.pop(int(match.group(1)), None):
                 cw.set_faults(int(match.group(1)), **faults)
             return reply
@@ -409,6 +510,14 @@ class Campaign:
         monkeypatch.setattr(cw, "_post_note", post_note_then_fail)
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        self.aws = AwsFaults(self.counts, self.count)
+        self.aws.install(monkeypatch, self.stop_execution)
+        from flowpilot.store import dynamo
+
+        self.sessions_table = dynamo.sessions_table()
+        self.lock_start_grace = writeback_module().LOCK_START_GRACE_SECONDS
+        # Abandoned write-backs whose note a later successful post of the session reused.
+        self.reused_after_heal: set[str] = set()
 
         # session id -> the write-back step whose next invocation is redelivered.
         self.redeliver: dict[str, str] = {}
@@ -422,7 +531,13 @@ class Campaign:
                 del self.relink_at[sid]
                 body = {"provider": "connectwise", "ticket_id": relink[1]}
                 self.relink_answers[sid].append(self.api.put(f"/ai-sessions/{sid}/psa-ticket", body))
-            result, error = invoke(logical_id, payload)
+            state = (payload.get("state") or {}) if isinstance(payload, dict) else {}
+            if action and sid:
+                result, error = self.aws.around_step(
+                    sid, action, str(state.get("writeback_id")), lambda: invoke(logical_id, payload)
+                )
+            else:
+                result, error = invoke(logical_id, payload)
             if action and error is None and sid and self.redeliver.get(sid) == action:
                 del self.redeliver[sid]
                 self.count("redelivered")
@@ -562,6 +677,156 @@ class Campaign:
                 f"HTTP {response.status} without the writeback id in its details: {response.text}",
             )
 
+    # --- the AWS side ---
+
+    def stop_execution(self, writeback_id: str) -> None:
+        """An operator's StopExecution (the execution is named by the writeback id)."""
+        from flowpilot.config import settings
+
+        machine = settings().writeback_state_machine_arn
+        arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{writeback_id}"
+        self.sfn.stop_execution(executionArn=arn, cause="campaign: an operator stopped it")
+
+    def session_item(self, sid: str) -> dict[str, Any]:
+        from flowpilot.store.sessions import session_key
+
+        item = self.sessions_table.get_item(Key=session_key(self.api.account_id, sid), ConsistentRead=True)
+        check("Item" in item, f"session {sid} has no item")
+        return dict(item["Item"])
+
+    def ledger_ids(self, sid: str) -> list[str]:
+        from boto3.dynamodb.conditions import Key
+
+        from flowpilot.store import dynamo
+
+        pk = dynamo.session_pk(self.api.account_id, sid)
+        items = self.sessions_table.query(
+            KeyConditionExpression=Key("PK").eq(pk) & Key("SK").begins_with("WB#"), ConsistentRead=True
+        )["Items"]
+        return [str(i["SK"])[3:] for i in items]
+
+    def scan_sessions(self) -> tuple[list[str], list[str]]:
+        """Every session still locked, and every ledger entry still running, in the whole Sessions table."""
+        locked, running = [], []
+        kwargs: dict[str, Any] = {"ConsistentRead": True}
+        while True:
+            page = self.sessions_table.scan(**kwargs)
+            for item in page["Items"]:
+                sk = str(item["SK"])
+                if sk == "SESSION" and item.get("active_writeback_id"):
+                    locked.append(f"{item['PK']!s} (by {item['active_writeback_id']!s})")
+                elif sk.startswith("WB#") and item.get("state") == "running":
+                    running.append(f"{item['PK']!s} {sk}")
+            if "LastEvaluatedKey" not in page:
+                return locked, running
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def arm_aws_fault(self, plan: Plan, sid: str) -> None:
+        fault, aws_faults = plan.aws_fault, self.aws
+        if fault:
+            self.count(f"aws_plans_{fault}")
+        if fault == "throttle":
+            aws_faults.throttle[sid] = [plan.throttle_step, plan.throttle_skip, plan.throttle_calls]
+        elif fault == "note_write":
+            aws_faults.note_write.add(sid)
+        elif fault == "record_failure":
+            aws_faults.record_failure.add(sid)
+
+    def kill_between_lock_and_start(self, plan: Plan, sid: str) -> None:
+        """The post dies after taking the lock, before StartExecution; the next post (zero grace) heals it."""
+        self.aws.kill_start.add(sid)
+        try:
+            markdown = markdown_for(plan.kind, plan.index, 0)
+            self.api.post(f"/ai-sessions/{sid}/{POST_PATH[plan.kind]}", {"markdown": markdown})
+        except Killed:
+            pass
+        else:
+            raise Violation("the post answered although its start was killed")
+        dead = self.aws.killed.get(sid)
+        check(dead, "the kill between lock and start never happened")
+        held = self.session_item(sid).get("active_writeback_id")
+        check(held == dead, f"the killed post {dead} left the lock {held!r}")
+        check(self.ledger(sid, str(dead))["state"] == "running", f"the killed write-back {dead} recorded an end")
+        self.monkeypatch.setattr(writeback_module(), "LOCK_START_GRACE_SECONDS", 0)
+
+    def stop_then_repost(self, plan: Plan, pending: Pending) -> None:
+        """An operator stops the execution mid-way; the session stays locked until a re-post heals and resumes."""
+        sid, tid, kind = pending.sid, plan.ticket_id, plan.kind
+        fired = threading.Event()
+        self.aws.stop_fired[sid] = fired
+        if plan.stop_at == "note_post":
+            self.aws.stop_on_note[tid] = sid
+        else:
+            self.aws.stop_at[sid] = plan.stop_at
+        self.configure(drift_check_seconds=0, wait_seconds=0)
+        first = self.post(sid, kind, markdown_for(kind, plan.index, 0), plan.tickets())
+        self.check_response(first)
+        pending.answered.append((kind, first))
+        wb = self.writeback_id_of(first)
+        check(wb, f"the post to be stopped answered {first.status}: {first.text}")
+        assert wb is not None
+        check(fired.wait(SETTLE_TIMEOUT), f"the execution never reached its stop point {plan.stop_at}")
+        check(self.aws.stopped.get(sid) == wb, f"stopped {self.aws.stopped.get(sid)}, the post started {wb}")
+        self.settle(sid, [wb])
+        arn = str(self.ledger(sid, wb).get("execution_arn"))
+        check(self.execution_status(arn) == "ABORTED", f"the stopped execution ended {self.execution_status(arn)}")
+        entry = self.ledger(sid, wb)
+        check(entry["state"] == "running", f"a stopped write-back recorded an end: {entry['state']}")
+        held = self.session_item(sid).get("active_writeback_id")
+        check(held == wb, f"the stopped write-back {wb} left the lock {held!r}")
+        self.configure(drift_check_seconds=0, wait_seconds=20)
+        again = self.post(sid, kind, markdown_for(kind, plan.index, 1), plan.tickets())
+        self.check_response(again)
+        pending.answered.append((kind, again))
+        check(again.status == 200, f"the re-post after a stop answered {again.status}: {again.text}")
+
+    def check_aws_fault(self, plan: Plan, pending: Pending) -> None:
+        """What each AWS fault must have left once the plan's write-backs ended."""
+        sid = pending.sid
+        if plan.aws_fault == "kill_start":
+            dead = str(self.aws.killed.get(sid))
+            entry = self.ledger(sid, dead)
+            check(
+                entry["state"] == "abandoned" and entry.get("abandon_reason") == "never_started",
+                f"the killed write-back {dead} ended {entry['state']} ({entry.get('abandon_reason')})",
+            )
+            check(not entry.get("note_id"), f"the killed write-back {dead} has note {entry.get('note_id')}")
+            self.count("healed_never_started")
+        elif plan.aws_fault == "stop":
+            stopped = str(self.aws.stopped.get(sid))
+            entry = self.ledger(sid, stopped)
+            check(
+                entry["state"] == "abandoned" and entry.get("abandon_reason") == "ended_without_recording",
+                f"the stopped write-back {stopped} ended {entry['state']} ({entry.get('abandon_reason')})",
+            )
+            self.count("healed_ended_without_recording")
+
+    def check_abandoned_notes_reused(
+        self, entries: dict[str, dict[str, Any]], by_marker: dict[str, list[tuple[int, dict[str, Any]]]]
+    ) -> None:
+        """An abandoned attempt's note (on the ticket under its marker) is the note of every later post of the
+        same kind to the same ticket: never a second one."""
+        ordered = sorted(entries.values(), key=lambda e: (e["created_at"], e["writeback_id"]))
+        for i, dead in enumerate(ordered):
+            if dead["state"] != "abandoned" or not (marked := by_marker.get(dead["note_marker"])):
+                continue
+            note = marked[0][1]
+            for later in ordered[i + 1 :]:
+                if later["kind"] != dead["kind"] or later.get("ticket") != dead.get("ticket"):
+                    continue
+                check(
+                    later["note_marker"] == dead["note_marker"],
+                    f"write-back {later['writeback_id']} after abandoned {dead['writeback_id']} (note {note['id']}) "
+                    f"uses marker {later['note_marker']}, not {dead['note_marker']}",
+                )
+                if later["state"] == "succeeded":
+                    check(
+                        str(later.get("note_id")) == str(note["id"]),
+                        f"write-back {later['writeback_id']} succeeded with note {later.get('note_id')}, the "
+                        f"abandoned {dead['writeback_id']} left note {note['id']}",
+                    )
+                    self.reused_after_heal.add(dead["writeback_id"])
+
     # --- one write-back ---
 
     def start(self, plan: Plan) -> Pending:
@@ -586,6 +851,7 @@ class Campaign:
         sid = session["id"]
         self.phase["setup"] += time.perf_counter() - t0
         pending = Pending(plan, sid)
+        self.arm_aws_fault(plan, sid)
         if plan.scenario != "classic":
             self.configure(drift_check_seconds=0, wait_seconds=20)
             try:
@@ -624,8 +890,15 @@ class Campaign:
                 self.check_response(response)
             winners = [r for r in responses if r.status != 409]
             check(winners, f"all {len(responses)} concurrent posts answered 409: {[r.text for r in responses]}")
+        elif plan.aws_fault == "stop":
+            self.stop_then_repost(plan, pending)
         else:
-            first = self.post(sid, plan.kind, markdown_for(plan.kind, plan.index, 0), plan.tickets())
+            if plan.aws_fault == "kill_start":
+                self.kill_between_lock_and_start(plan, sid)
+            try:
+                first = self.post(sid, plan.kind, markdown_for(plan.kind, plan.index, 0), plan.tickets())
+            finally:
+                self.monkeypatch.setattr(writeback_module(), "LOCK_START_GRACE_SECONDS", self.lock_start_grace)
             self.check_response(first)
             answered.append((plan.kind, first))
             if plan.client_timeout_retry and first.status == 202:
@@ -650,6 +923,8 @@ class Campaign:
         plan, sid, answered = pending.plan, pending.sid, pending.answered
         self.settle(sid, pending.writeback_ids())
         self.done.append(pending)
+        self.aws.disarm(sid, plan.tickets())
+        self.check_aws_fault(plan, pending)
         if plan.scenario != "classic":
             # Its posts were checked one by one as they ended; once more with everything it did.
             self.check_invariants(plan, sid, answered)
@@ -678,7 +953,9 @@ class Campaign:
         """The admin fixed the board's workflow (or CW recovered): the engineer posts again."""
         tid = plan.ticket_id
         last = self.session(sid)["last_writeback"]
-        check(last and last["state"] == "failed", f"the session is active, its last write-back is {last}")
+        check(
+            last and last["state"] in {"failed", "abandoned"}, f"the session is active, its last write-back is {last}"
+        )
         failed = self.ledger(sid, last["writeback_id"])
         kind = failed["kind"]
         notes_before = self.cw.notes(tid)
@@ -979,8 +1256,20 @@ class Campaign:
     def _check_invariants(self, plan: Plan, sid: str, answered: list[tuple[str, ApiResponse]]) -> None:
         cw = self.cw
         writeback_ids = list(dict.fromkeys(wb for _, r in answered if (wb := self.writeback_id_of(r))))
+        # Every write-back the session has, also those no answer named (a post killed before it answered).
+        writeback_ids += [wb for wb in self.ledger_ids(sid) if wb not in writeback_ids]
         self.writebacks.update(writeback_ids)
         entries = {wb: self.ledger(sid, wb) for wb in writeback_ids}
+
+        # No session left locked once its write-backs ended; an abandoned entry says why.
+        held = self.session_item(sid).get("active_writeback_id")
+        check(not held, f"the session is still locked by write-back {held} after its write-backs ended")
+        for wb, entry in entries.items():
+            if entry["state"] == "abandoned":
+                check(
+                    entry.get("abandon_reason") in ABANDON_REASONS,
+                    f"ledger {wb} is abandoned with abandon_reason={entry.get('abandon_reason')!r}",
+                )
 
         # The ledger always ends terminal.
         for wb, entry in entries.items():
@@ -1011,6 +1300,18 @@ class Campaign:
                 check(
                     body["verified_status_id"] == entry["verified_status_id"],
                     f"200 says verified {body['verified_status_id']}, ledger says {entry['verified_status_id']}",
+                )
+            elif response.body["error"]["code"] == "writeback_abandoned":
+                details = response.body["error"].get("details") or {}
+                check(
+                    entry["state"] == "abandoned" and entry.get("abandon_reason") == details.get("abandon_reason"),
+                    f"HTTP {response.status} writeback_abandoned ({details}) but ledger {wb} is {entry['state']} "
+                    f"({entry.get('abandon_reason')})",
+                )
+                check(
+                    details.get("note_kept") is bool(entry.get("note_id")),
+                    f"writeback_abandoned says note_kept={details.get('note_kept')}, "
+                    f"ledger note {entry.get('note_id')}",
                 )
             else:
                 check(entry["state"] == "failed", f"HTTP {response.status} but ledger {wb} is {entry['state']}")
@@ -1052,6 +1353,7 @@ class Campaign:
                     f"its write-backs: {history}",
                 )
         notes_by_id = {str(n["id"]): (t, n) for t, notes in notes_at.items() for n in notes}
+        self.check_abandoned_notes_reused(entries, by_marker)
         session = self.session(sid)
         for wb, entry in entries.items():
             if entry.get("note_id"):
@@ -1069,7 +1371,7 @@ class Campaign:
                     f"ledger {wb} records markdown {entry['markdown']!r}; the post asked for "
                     f"{entry.get('requested_markdown')!r} (sent {self.sent.get(wb)!r})",
                 )
-            if entry["state"] == "failed" and entry["error"]["code"] in (
+            if entry["state"] == "failed" and (entry.get("error") or {}).get("code") in (
                 "psa_note_not_amended",
                 "psa_note_visibility_mismatch",
             ):
@@ -1162,7 +1464,7 @@ class Campaign:
                 f"no write-back succeeded, yet the session is {session['status']}; ledger: {states}",
             )
             for entry in entries.values():
-                if entry["error"]["code"] == "psa_status_not_applied":
+                if (entry.get("error") or {}).get("code") == "psa_status_not_applied":
                     target = TARGET[(plan.board_id, entry["kind"])]
                     ticket_status = cw.ticket(entry["ticket"]["ticket_id"])["status"]["id"]
                     check(ticket_status != target, f"502 psa_status_not_applied, ticket is at the target {target}")
@@ -1174,7 +1476,11 @@ class Campaign:
                         f"note_id={entry.get('note_id')}",
                     )
         for wb, entry in entries.items():
-            self.ended[wb] = entry.get("outcome") or (entry.get("error") or {}).get("code") or entry["state"]
+            self.ended[wb] = (
+                entry.get("outcome")
+                or (entry.get("error") or {}).get("code")
+                or (f"abandoned_{entry.get('abandon_reason')}" if entry["state"] == "abandoned" else entry["state"])
+            )
         newest = max(entries.values(), key=lambda e: (e["created_at"], e["writeback_id"]), default=None)
         if newest is not None:
             last = session["last_writeback"] or {}
@@ -1186,6 +1492,8 @@ class Campaign:
 
     def check_expected_outcome(self, plan: Plan, sid: str, answered: list[tuple[str, ApiResponse]]) -> None:
         """Bounded faults always recover; the planned failures fail the way they should."""
+        if plan.aws_fault == "stop":
+            return  # stop_then_repost: the stopped attempt is healed, the re-post answered 200
         started = {wb for _, r in answered if (wb := self.writeback_id_of(r))}
         check(started, "no post started a write-back")
         entries = [self.ledger(sid, wb) for wb in started]
@@ -1193,7 +1501,14 @@ class Campaign:
         code = (first.get("error") or {}).get("code")
         mixed = len(set(plan.concurrent_kinds)) > 1
         marked = [n["id"] for n in self.cw.notes(plan.ticket_id) if first["note_marker"] in n["text"]]
-        if plan.exhausts_retries:
+        if plan.aws_fault == "record_failure":
+            check(
+                first["state"] == "abandoned" and first.get("abandon_reason") == "recording_failed",
+                f"RecordFailure failed for good, the write-back ended {first['state']} {first.get('abandon_reason')}",
+            )
+            check(len(marked) == 1 and first.get("note_id"), f"the silent reject kept notes {marked}")
+            self.counts["healed_recording_failed"] += 1
+        elif plan.exhausts_retries:
             check(code == "psa_unavailable", f"{plan.fail_next} 5xx in a row ended {first['state']} {code}")
             check(not first.get("note_id") and not marked, f"the retries ran out before the note, but notes {marked}")
             self.counts["exhausted"] += 1
@@ -1229,8 +1544,13 @@ def test_fault_campaign(
     seed = campaign_seed()
     indices = campaign_indices()
     verbose = bool(os.environ.get("FLOWPILOT_CAMPAIGN_VERBOSE"))
+    with_aws = aws_faults_on()
     with capsys.disabled():
-        print(f"\ncampaign seed={seed} plans={len(indices)}; reproduce: {reproduce_hint(seed)}", flush=True)
+        print(
+            f"\ncampaign seed={seed} plans={len(indices)} aws_faults={'on' if with_aws else 'off'}; "
+            f"reproduce: {reproduce_hint(seed)}",
+            flush=True,
+        )
     response = api.put(
         "/account-settings/preferences",
         {
@@ -1270,7 +1590,7 @@ def test_fault_campaign(
                 )
 
     for index in indices:
-        plan = make_plan(seed, index)
+        plan = make_plan(seed, index, with_aws)
         plan_started = time.monotonic()
         pending = guarded(plan, campaign.start, plan)
         campaign.counts["plans"] += 1
@@ -1296,6 +1616,8 @@ def test_fault_campaign(
     campaign.count_psa_faults()
     elapsed = time.monotonic() - started
     left_running = aws.running_executions(campaign.machines)
+    # No session locked, no ledger entry running, once the campaign settled: the whole Sessions table.
+    locked_after, running_after = campaign.scan_sessions()
 
     c = campaign.counts
     outcomes = Counter(campaign.ended.values())
@@ -1315,6 +1637,13 @@ def test_fault_campaign(
         f"relink_409={c['relink_409']} new_note_after_relink={c['new_note_after_relink']} "
         f"retries={c['psa_429'] + c['psa_5xx'] + c['psa_dropped']} "
         f"(429={c['psa_429']} 5xx={c['psa_5xx']} dropped={c['psa_dropped']}) "
+        f"aws=({' '.join(f'{f}={c[f"aws_plans_{f}"]}' for f in AWS_FAULTS)}) "
+        f"throttled_calls={c['aws_throttled_calls']} note_write_failed={c['aws_note_write']} "
+        f"killed_starts={c['aws_kill_start']} record_failure_attempts={c['aws_record_failure_attempts']} "
+        f"stops={c['aws_stop']} healed=(never_started={c['healed_never_started']} "
+        f"ended_without_recording={c['healed_ended_without_recording']} "
+        f"recording_failed={c['healed_recording_failed']}) reused_after_heal={len(campaign.reused_after_heal)} "
+        f"locked_after={len(locked_after)} running_after={len(running_after)} "
         f"violations={len(campaign.violations)} elapsed={elapsed:.1f}s"
     )
     with capsys.disabled():
@@ -1333,3 +1662,5 @@ def test_fault_campaign(
             f"reproduce: {reproduce_hint(seed, failing)}\n{summary}",
             pytrace=False,
         )
+    assert not locked_after, f"sessions left locked once the campaign settled (seed={seed}): {locked_after[:20]}"
+    assert not running_after, f"ledger entries still running once the campaign settled (seed={seed}): {running_after}"

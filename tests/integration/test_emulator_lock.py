@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -112,6 +113,8 @@ def threaded_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             aws.create_tables()
             yield url
     finally:
+        # moto's backends are the process's: later tests must not find these tables.
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()
         server.stop()
         aws.reset_process_caches()
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from flowpilot.clock import now_iso
-from flowpilot.errors import Conflict, FlowPilotError, InvalidInput, error_record
+from flowpilot.errors import Conflict, FlowPilotError, InvalidInput, StoreUnavailable, error_record
 from flowpilot.models import WritebackKind
 from flowpilot.observability import MetricUnit, emit, logger, metrics
 from flowpilot.psa.base import (
@@ -301,6 +301,11 @@ STEPS: dict[str, Callable[[WritebackState], WritebackState]] = {
 }
 
 
+# Steps that record an end: an error of theirs is not the write-back's error (a throttled RecordFailure
+# must not replace the PSA's answer it is recording).
+_RECORDING_STEPS = frozenset({"record_failure", "release_lock", "record_drift_check_failure"})
+
+
 def run(action: str, raw_state: dict[str, Any]) -> dict[str, Any]:
     """Run one step on the validated state; a domain error is written to the ledger (as the client will see
     it) before it propagates to the state machine's Retry/Catch."""
@@ -312,6 +317,9 @@ def run(action: str, raw_state: dict[str, Any]) -> dict[str, Any]:
         with dynamo.transient_errors():  # AWS-side hiccups: one error type the state machine retries
             return step(state).to_json()
     except FlowPilotError as error:
+        if action in _RECORDING_STEPS or isinstance(error, StoreUnavailable):
+            # Retried or explained elsewhere; recording it would hide the error the client must see.
+            raise
         record = LedgerError.model_validate({**error_record(error), "error_type": type(error).__name__, "step": action})
         logger.warning("write-back step failed", extra={"error_code": error.code, "status": error.status})
         try:
