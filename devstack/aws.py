@@ -275,6 +275,21 @@ def drain_executions(machines: list[str], timeout: float = 20.0) -> None:
         raise RuntimeError(f"executions still running after {timeout:g} s: {running}")
 
 
+def forget_ended_executions() -> int:
+    """Drop ended executions from moto's memory (each keeps its parsed program and full history); long fault
+    campaigns call it between plans. Running ones stay. Returns how many were dropped."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    dropped = 0
+    for account in stepfunctions_parser_backends.values():
+        for backend in account.values():
+            for machine in backend.state_machines:
+                kept = [e for e in machine.executions if getattr(e.status, "value", e.status) == "RUNNING"]
+                dropped += len(machine.executions) - len(kept)
+                machine.executions[:] = kept
+    return dropped
+
+
 @contextmanager
 def emulated_aws() -> Iterator[list[str]]:
     """AWS for tests and benchmarks, in-process: moto built from template.yaml, the real ASL executed with its

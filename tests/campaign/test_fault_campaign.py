@@ -642,7 +642,10 @@ class Campaign:
         )
 
     def execution_status(self, arn: str) -> str:
-        return str(self.sfn.describe_execution(executionArn=arn)["status"])
+        try:
+            return str(self.sfn.describe_execution(executionArn=arn)["status"])
+        except self.sfn.exceptions.ExecutionDoesNotExist:
+            return "FORGOTTEN"  # ended, and dropped from the emulator's memory (aws.forget_ended_executions)
 
     @staticmethod
     def writeback_id_of(response: ApiResponse) -> str | None:
@@ -1619,6 +1622,9 @@ def _run_campaign(api: Api, psa: Any, aws_env: dict[str, str], monkeypatch: pyte
         for waiting in [p for p in deferred if guarded(p.plan, campaign.finished, p.sid, p.writeback_ids())]:
             deferred.remove(waiting)
             finish(waiting)
+        if campaign.counts["plans"] % 10 == 0:
+            # Each ended execution keeps its parsed program and history in moto: a thousand plans ran out of memory.
+            aws.forget_ended_executions()
     for waiting in deferred:
         finish(waiting)
     deadline = time.monotonic() + SETTLE_TIMEOUT
