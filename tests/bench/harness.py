@@ -151,9 +151,9 @@ class AwsMeter:
 
     def instrument(self) -> None:
         """Hook the clients the stores use (call again after anything resets the cached clients)."""
-        from flowpilot.store import dynamo, executions, model_key, secrets
+        from flowpilot.store import dynamo, executions, secrets
 
-        clients = (dynamo.client(), executions._client(), secrets._client(), model_key._client())
+        clients = (dynamo.client(), executions._client(), secrets.client())
         for client in clients:
             # First, so the count never depends on where moto's own `before-send` answer sits in the chain.
             client.meta.events.register_first("before-send", self._on_send, unique_id="flowpilot-bench-send")

@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field
 
 from flowpilot.models.api import (
     Evidence,
-    EvidenceKind,
     PreviewKind,
     PreviewUsage,
     ScriptLanguage,
@@ -38,17 +37,8 @@ class StoredSession(Session):
         return Session.model_validate(self.model_dump(include=set(Session.model_fields)))
 
 
-class StoredEvidence(BaseModel):
+class StoredEvidence(Evidence):
     """An evidence item. `state_version`: the session's version when its write began, plus one."""
-
-    id: str
-    session_id: str
-    kind: EvidenceKind
-    text: str
-    result: str | None = None
-    created_by: str
-    created_at: str
-    state_version: int
 
     @classmethod
     def of(cls, evidence: Evidence) -> StoredEvidence:

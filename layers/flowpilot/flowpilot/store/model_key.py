@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from functools import cache
-from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from flowpilot import resets
-from flowpilot.config import aws_endpoint_url, settings
+from flowpilot.config import settings
 from flowpilot.errors import UpstreamUnavailable
 from flowpilot.observability import logger
+from flowpilot.store import secrets
 
 # Keys a JSON secret may hold the API key under; a plain-string secret is the key itself.
 _JSON_FIELDS = ("ANTHROPIC_API_KEY", "anthropic_api_key", "api_key")
@@ -27,14 +25,8 @@ _lock = threading.Lock()
 _fetched: dict[str, str | None] = {}
 
 
-@cache
-def _client() -> Any:
-    return boto3.client("secretsmanager", endpoint_url=aws_endpoint_url())
-
-
 @resets.register
 def reset_caches() -> None:
-    _client.cache_clear()
     with _lock:
         _fetched.clear()
 
@@ -66,7 +58,7 @@ def anthropic_api_key() -> str | None:
         if name in _fetched:
             return _fetched[name]
     try:
-        secret_string = _client().get_secret_value(SecretId=name).get("SecretString") or ""
+        secret_string = secrets.client().get_secret_value(SecretId=name).get("SecretString") or ""
     except (ClientError, BotoCoreError) as error:
         code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else type(error).__name__
         logger.error("cannot read the Anthropic key secret", extra={"key_source": name, "error_code": code})

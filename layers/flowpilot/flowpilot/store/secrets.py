@@ -20,13 +20,14 @@ _cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
 @cache
-def _client() -> Any:
+def client() -> Any:
+    """The process's Secrets Manager client (PSA credentials here, the model key in `model_key`)."""
     return boto3.client("secretsmanager", endpoint_url=aws_endpoint_url())
 
 
 @resets.register
 def reset_caches() -> None:
-    _client.cache_clear()
+    client.cache_clear()
     with _lock:
         _cache.clear()
 
@@ -40,11 +41,11 @@ def put_psa_secret(account_id: str, value: dict[str, Any]) -> str:
     name = secret_name(account_id)
     payload = json.dumps(value)
     try:
-        arn = _client().put_secret_value(SecretId=name, SecretString=payload)["ARN"]
+        arn = client().put_secret_value(SecretId=name, SecretString=payload)["ARN"]
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
-        arn = _client().create_secret(
+        arn = client().create_secret(
             Name=name,
             SecretString=payload,
             Description="FlowPilot PSA credentials for one account",
@@ -62,7 +63,7 @@ def get_psa_secret(account_id: str) -> dict[str, Any] | None:
     if hit and hit[0] > time.monotonic():
         return hit[1]
     try:
-        value: dict[str, Any] = json.loads(_client().get_secret_value(SecretId=name)["SecretString"])
+        value: dict[str, Any] = json.loads(client().get_secret_value(SecretId=name)["SecretString"])
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return None
