@@ -205,7 +205,6 @@ def drift_check(state: WritebackState) -> WritebackState:
     state.drift = Drift(
         checked_at=now_iso(), status_id=ticket.status.id, status_name=ticket.status.name, drifted=drifted
     )
-    entry = _ledger_update(state, drift=state.drift)
     if drifted:
         metrics.add_metric(name="StatusDrift", unit="Count", value=1)
         logger.error(
@@ -216,7 +215,10 @@ def drift_check(state: WritebackState) -> WritebackState:
                 "ticket_id": state.linked_ticket.ticket_id,
             },
         )
-        ledger.record_drift(state.account_id, state.session_id, entry.summary_view())
+        # The session first, the ledger last: whoever sees the drift on the ledger finds it on the session.
+        seen = LedgerEntry.model_validate({**_entry(state).model_dump(), "drift": state.drift, "updated_at": now_iso()})
+        ledger.record_drift(state.account_id, state.session_id, seen.summary_view())
+    _ledger_update(state, drift=state.drift)
     return state
 
 
