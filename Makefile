@@ -14,6 +14,7 @@ API_PORT ?= 3000
 MOTO_PORT ?= 3001
 export API_PORT MOTO_PORT
 N ?= 200
+CHUNK ?= 250
 SEED ?=
 
 .PHONY: help venv dev demo invoke test lint typecheck unit tests browser sam openapi bench campaign web-deploy clean
@@ -70,8 +71,15 @@ openapi: $(STAMP) ## regenerate docs/openapi.json
 bench: $(STAMP) ## benchmarks: prints a table, writes bench-report.json
 	$(BIN)/python -m tests.bench
 
-campaign: $(STAMP) ## the fault campaign alone: make campaign N=1000 [SEED=20260611]; prints its summary
-	FLOWPILOT_CAMPAIGN_SIZE=$(N) $(if $(SEED),FLOWPILOT_CAMPAIGN_SEED=$(SEED)) $(BIN)/pytest tests/campaign -s
+campaign: $(STAMP) ## the fault campaign alone: make campaign N=1000 [SEED=…] [CHUNK=250]; prints each summary
+	@# Plans run in processes of CHUNK: the emulators keep every item and execution, and one process
+	@# holding a thousand plans' worth outgrew this machine's memory.
+	@set -e; for start in $$(seq 0 $(CHUNK) $$(( $(N) - 1 ))); do \
+	  end=$$(( start + $(CHUNK) - 1 )); if [ $$end -ge $(N) ]; then end=$$(( $(N) - 1 )); fi; \
+	  echo "plans $$start-$$end of $(N)"; \
+	  FLOWPILOT_CAMPAIGN_ONLY=$$(seq -s, $$start $$end) $(if $(SEED),FLOWPILOT_CAMPAIGN_SEED=$(SEED)) \
+	    $(BIN)/pytest tests/campaign -s -q; \
+	done
 
 STACK ?= flowpilot-writeback-dev
 web-deploy: ## after `sam deploy`: upload web/, write the AWS config.json, invalidate CloudFront (STACK=…)
