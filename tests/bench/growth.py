@@ -52,6 +52,29 @@ def seed_sessions(account_id: str, count: int) -> None:
             batch.put_item(Item=session_item(account_id, session))
 
 
+def seed_evidence_session(account_id: str, session_id: str, size: int) -> str:
+    """An active session holding `size` evidence items (one batch write), for preview-miss measurements."""
+    from flowpilot.models import Session, SessionStatus
+    from flowpilot.store import dynamo
+    from flowpilot.store.sessions import evidence_item, session_item
+
+    session = Session(
+        id=session_id,
+        title="VPN drops every 10 minutes",
+        problem="User reports VPN drops on Wi-Fi and LAN.",
+        status=SessionStatus.active,
+        state_version=size,
+        created_by="engineer-bench",
+        created_at=_iso(0),
+        updated_at=_iso(size),
+    )
+    with dynamo.sessions_table().batch_writer() as batch:
+        batch.put_item(Item=session_item(account_id, session))
+        for evidence in _evidence_models(session, size):
+            batch.put_item(Item=evidence_item(account_id, evidence))
+    return session.id
+
+
 def _evidence_models(session: Any, count: int) -> list[Any]:
     from flowpilot.models import Evidence, EvidenceKind
 
@@ -150,31 +173,15 @@ def prompt_growth() -> list[dict[str, Any]]:
 def preview_miss_growth(stack: Stack) -> list[dict[str, Any]]:
     """A preview miss through the route with 10 vs 5,000 evidence items: DynamoDB requests and the
     size of the request the model received (characters of the Messages API body)."""
-    from flowpilot.models import Session, SessionStatus
-    from flowpilot.store import dynamo
-    from flowpilot.store.sessions import evidence_item, session_item
 
     out = []
     for size in EVIDENCE_SIZES:
         account = f"acct-evidence-{size}"
-        session = Session(
-            id=f"s_evidence{size}",
-            title="VPN drops every 10 minutes",
-            problem="User reports VPN drops on Wi-Fi and LAN.",
-            status=SessionStatus.active,
-            state_version=size,
-            created_by="engineer-bench",
-            created_at=_iso(0),
-            updated_at=_iso(size),
-        )
-        with dynamo.sessions_table().batch_writer() as batch:
-            batch.put_item(Item=session_item(account, session))
-            for evidence in _evidence_models(session, size):
-                batch.put_item(Item=evidence_item(account, evidence))
+        session_id = seed_evidence_session(account, f"s_evidence{size}", size)
         api = Api(stack, account_id=account, user_id="engineer-bench")
         for kind in ("resolution-note", "escalation-package"):
             before = len(stack.model.request_chars)
-            api.timed(kind, "POST", f"/ai-sessions/{session.id}/{kind}/preview", 200)
+            api.timed(kind, "POST", f"/ai-sessions/{session_id}/{kind}/preview", 200)
             sample = api.results[("POST /ai-sessions/{session_id}/" + kind + "/preview", kind)].samples[-1]
             sent = stack.model.request_chars[before:]
             out.append(

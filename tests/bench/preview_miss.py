@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from tests.bench.growth import EVIDENCE_SIZES, _evidence_models, _iso
+from tests.bench.growth import EVIDENCE_SIZES, seed_evidence_session
 from tests.bench.harness import Stack, moto_stack
 from tests.bench.routes import Api
 
@@ -22,25 +22,7 @@ KINDS = ("resolution-note", "escalation-package")
 
 
 def _seed(account_id: str, size: int) -> str:
-    from flowpilot.models import Session, SessionStatus
-    from flowpilot.store import dynamo
-    from flowpilot.store.sessions import evidence_item, session_item
-
-    session = Session(
-        id=f"s_miss{size}",
-        title="VPN drops every 10 minutes",
-        problem="User reports VPN drops on Wi-Fi and LAN.",
-        status=SessionStatus.active,
-        state_version=size,
-        created_by="engineer-bench",
-        created_at=_iso(0),
-        updated_at=_iso(size),
-    )
-    with dynamo.sessions_table().batch_writer() as batch:
-        batch.put_item(Item=session_item(account_id, session))
-        for evidence in _evidence_models(session, size):
-            batch.put_item(Item=evidence_item(account_id, evidence))
-    return session.id
+    return seed_evidence_session(account_id, f"s_miss{size}", size)
 
 
 def _misses(stack: Stack, size: int, runs: int) -> dict[str, float]:

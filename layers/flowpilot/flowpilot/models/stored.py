@@ -8,16 +8,14 @@ The write-back's own attributes on the session item are modelled in `writeback_s
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from flowpilot.models.api import (
     Evidence,
     PreviewKind,
     PreviewUsage,
-    ScriptLanguage,
     Session,
     SessionSuggestedFixResponse,
-    UserDecision,
 )
 
 
@@ -48,25 +46,8 @@ class StoredEvidence(Evidence):
         return Evidence.model_validate(self.model_dump())
 
 
-class StoredFix(BaseModel):
+class StoredFix(SessionSuggestedFixResponse):
     """A suggested fix item. Sensitive parameter values are stored masked (`scripts.MASK`), never in clear."""
-
-    id: str
-    session_id: str
-    title: str
-    description: str
-    confidence_pct: int = Field(ge=0, le=100)
-    script_template_id: str | None = None
-    ai_drafted_script: str | None = None
-    ai_drafted_parameters: dict[str, str] = Field(default_factory=dict)
-    script_language: ScriptLanguage
-    sensitive_parameters: list[str] = Field(default_factory=list)
-    user_decision: UserDecision | None = None
-    decided_at: str | None = None
-    decided_by: str | None = None
-    superseded_at: str | None = None
-    created_by: str
-    created_at: str
 
     @classmethod
     def of(cls, fix: SessionSuggestedFixResponse) -> StoredFix:
