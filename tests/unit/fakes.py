@@ -1,7 +1,7 @@
 """In-memory stores for the sessions, suggested-fixes and previews domain, so its decisions run without moto.
 
-The protocols say what the domain needs of each store (`flowpilot.store.sessions`, `…suggested_fixes`,
-`…preview_cache`: the real modules satisfy them); the fakes keep the semantics the domain relies on:
+The protocols (`flowpilot.store.protocols`) say what the domain needs of each store; the fakes keep
+the semantics the domain relies on:
 a version-bump transaction lands whole or not at all (a closed or missing session, a taken key, a fix
 decided or superseded first, a moved undecided-fix record refuse it with `ConditionFailed`); a ticket is
 linked only to an active session no write-back holds; a lease is taken only on an empty or expired slot.
@@ -16,7 +16,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import pytest
 
@@ -36,6 +35,7 @@ from flowpilot.models import (
 )
 from flowpilot.store import suggested_fixes as real_fix_store
 from flowpilot.store.preview_cache import CacheWriteFailed, WriterLease
+from flowpilot.store.protocols import FixStore, PreviewCacheStore, SessionStore
 from flowpilot.store.sessions import (
     ConditionFailed,
     EvidenceBudget,
@@ -46,66 +46,6 @@ from flowpilot.store.sessions import (
     Write,
 )
 from flowpilot.store.suggested_fixes import NewDraft, NewFix, RecordDecision, SupersedeFix
-
-# --- what the domain needs of each store -----------------------------------------------------------------
-
-
-class SessionStore(Protocol):
-    """`flowpilot.store.sessions`, as `flowpilot.sessions` (and the fixes and previews through it) use it."""
-
-    def get_session(self, account_id: str, session_id: str) -> StoredSession | None: ...
-
-    def put_new_session(self, account_id: str, session: Session) -> None: ...
-
-    def link_ticket(self, account_id: str, session_id: str, ticket: PsaTicketRef, now: str) -> Session: ...
-
-    def put_with_version_bump(
-        self,
-        account_id: str,
-        session_id: str,
-        now: str,
-        writes: Sequence[Write],
-        change: SetUndecidedFix | None = None,
-    ) -> None: ...
-
-    def read_newest_evidence(
-        self,
-        account_id: str,
-        session_id: str,
-        *,
-        kinds: frozenset[EvidenceKind],
-        up_to_version: int,
-        budget: EvidenceBudget,
-    ) -> NewestEvidence: ...
-
-
-class FixStore(Protocol):
-    """`flowpilot.store.suggested_fixes`, as `flowpilot.suggested_fixes` uses it to read."""
-
-    def get_fix(self, account_id: str, session_id: str, fix_id: str) -> StoredFix | None: ...
-
-    def get_script_template(self, account_id: str, template_id: str) -> ScriptTemplate | None: ...
-
-    def undecided_fix_ids(self, account_id: str, session: StoredSession) -> list[str]: ...
-
-
-class PreviewCacheStore(Protocol):
-    """`flowpilot.store.preview_cache`."""
-
-    def lookup(
-        self, account_id: str, session_id: str, kind: PreviewKind, state_version: int
-    ) -> CachedPreview | WriterLease | None: ...
-
-    def take_lease(
-        self, account_id: str, session_id: str, kind: PreviewKind, state_version: int, *, holder: str, seconds: int
-    ) -> bool: ...
-
-    def release_lease(
-        self, account_id: str, session_id: str, kind: PreviewKind, state_version: int, *, holder: str
-    ) -> None: ...
-
-    def put_preview(self, account_id: str, session_id: str, preview: CachedPreview) -> None: ...
-
 
 # --- sessions, evidence, fixes and drafts: one table, as in DynamoDB -------------------------------------
 

@@ -7,7 +7,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from flowpilot.models import SessionStatus, WritebackKind, WritebackSummary
+    from collections.abc import Sequence
+
+    from flowpilot.models import (
+        CachedPreview,
+        EvidenceKind,
+        PreviewKind,
+        PsaTicketRef,
+        ScriptTemplate,
+        Session,
+        SessionStatus,
+        StoredFix,
+        StoredSession,
+        WritebackKind,
+        WritebackSummary,
+    )
+    from flowpilot.store.preview_cache import WriterLease
+    from flowpilot.store.sessions import EvidenceBudget, NewestEvidence, SetUndecidedFix, Write
     from flowpilot.writeback_state import GuardedNote, LedgerEntry, LedgerError, PendingNote, TicketRef
 
 
@@ -102,8 +118,68 @@ class WritebackLedger(Protocol):
         ...
 
 
-if TYPE_CHECKING:
-    from flowpilot.store import writebacks
+class SessionStore(Protocol):
+    """`flowpilot.store.sessions`, as `flowpilot.sessions` (and the fixes and previews through it) use it."""
 
-    # mypy checks here that the real store module keeps satisfying the protocol.
+    def get_session(self, account_id: str, session_id: str) -> StoredSession | None: ...
+
+    def put_new_session(self, account_id: str, session: Session) -> None: ...
+
+    def link_ticket(self, account_id: str, session_id: str, ticket: PsaTicketRef, now: str) -> Session: ...
+
+    def put_with_version_bump(
+        self,
+        account_id: str,
+        session_id: str,
+        now: str,
+        writes: Sequence[Write],
+        change: SetUndecidedFix | None = None,
+    ) -> None: ...
+
+    def read_newest_evidence(
+        self,
+        account_id: str,
+        session_id: str,
+        *,
+        kinds: frozenset[EvidenceKind],
+        up_to_version: int,
+        budget: EvidenceBudget,
+    ) -> NewestEvidence: ...
+
+
+class FixStore(Protocol):
+    """`flowpilot.store.suggested_fixes`, as `flowpilot.suggested_fixes` uses it to read."""
+
+    def get_fix(self, account_id: str, session_id: str, fix_id: str) -> StoredFix | None: ...
+
+    def get_script_template(self, account_id: str, template_id: str) -> ScriptTemplate | None: ...
+
+    def undecided_fix_ids(self, account_id: str, session: StoredSession) -> list[str]: ...
+
+
+class PreviewCacheStore(Protocol):
+    """`flowpilot.store.preview_cache`."""
+
+    def lookup(
+        self, account_id: str, session_id: str, kind: PreviewKind, state_version: int
+    ) -> CachedPreview | WriterLease | None: ...
+
+    def take_lease(
+        self, account_id: str, session_id: str, kind: PreviewKind, state_version: int, *, holder: str, seconds: int
+    ) -> bool: ...
+
+    def release_lease(
+        self, account_id: str, session_id: str, kind: PreviewKind, state_version: int, *, holder: str
+    ) -> None: ...
+
+    def put_preview(self, account_id: str, session_id: str, preview: CachedPreview) -> None: ...
+
+
+if TYPE_CHECKING:
+    from flowpilot.store import preview_cache, sessions, suggested_fixes, writebacks
+
+    # mypy checks here that the real store modules keep satisfying the protocols the fakes implement.
     _ledger: WritebackLedger = writebacks
+    _sessions: SessionStore = sessions
+    _fixes: FixStore = suggested_fixes
+    _previews: PreviewCacheStore = preview_cache
