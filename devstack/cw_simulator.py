@@ -17,26 +17,27 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import contextlib
 import copy
-import dataclasses
-import json
 import re
-import signal
-import socket
-import struct
-import sys
-import threading
-import time
-import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
-from typing import Any, Self
-from urllib.parse import parse_qs, urlencode, urlsplit
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from devstack.psa_sim import (
+    NoteView,
+    PSASimulator,
+    RecordedRequest,
+    SimError,
+    SimReply,
+    SimRequest,
+    TicketFaults,
+    now_iso,
+    serve_forever,
+)
+
+__all__ = ["CWSimulator", "CWTicketFaults", "RecordedRequest", "TicketFaults"]
 
 DEMO_COMPANY_ID = "flowpilot-demo"
 DEMO_PUBLIC_KEY = "demo-public"
@@ -51,9 +52,9 @@ HUMAN_MEMBER: dict[str, Any] = {"id": 150, "identifier": "jdoe", "name": "Jane D
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 1000
 SUMMARY_MAX_LENGTH = 100
+_CUSTOMER_VISIBLE_FLAGS = ("detailDescriptionFlag", "resolutionFlag", "issueFlag")
 _NOTE_FLAGS = ("detailDescriptionFlag", "internalAnalysisFlag", "resolutionFlag", "issueFlag")
 
-_CONTROL = re.compile(r"^/__simulator/tickets/(\d+)(?:/(faults))?/?$")
 _COMPANYINFO = re.compile(r"^/login/companyinfo/([^/]+)/?$", re.I)
 _TICKET_SCOPE = re.compile(r"^/service/tickets/(\d+)(?:/|$)", re.I)
 _TICKET = re.compile(r"^/service/tickets/(\d+)/?$", re.I)
@@ -67,48 +68,28 @@ _IIS_404 = "<html><head><title>404 - File or directory not found.</title></head>
 
 
 @dataclass
-class TicketFaults:
-    """How CW misbehaves for one ticket. Mutate the object from `sim.faults(id)` or use `sim.set_faults`.
+class CWTicketFaults(TicketFaults):
+    """The common knobs (`psa_sim.TicketFaults`) and ConnectWise's own."""
 
-    Counters (`*_next`) count down as calls touching the ticket (any path under
-    `/service/tickets/{id}`) consume them.
-    """
-
-    # PATCH answers 200 with the ticket unchanged (CW silently dropping the change).
-    ignore_status_change: bool = False
-    # A board workflow puts the previous status back this many seconds after a successful PATCH;
-    # 0 = right after the PATCH response is written (later calls on the ticket see the old status).
-    revert_status_after: float | None = None
-    rate_limit_next: int = 0
-    retry_after: int = 5
-    fail_next: int = 0
-    latency: float = 0.0
-    # The next K note POSTs store the note, then reset the connection without any response.
-    drop_after_commit_next: int = 0
-    # This ticket's calls get 401 (see also `CWSimulator.revoke_credentials` for all calls).
-    auth_fail: bool = False
     # This ticket's calls get 403 {"code": "Security"} (API member lacks the security role).
     security_denied: bool = False
     # Note flags CW stores whatever we send (a tenant default that, e.g., makes notes customer-visible).
     note_flag_overrides: dict[str, bool] = field(default_factory=dict)
     # The overrides hold on note updates too (a tenant policy that no API update can change).
     note_flag_overrides_sticky: bool = False
-    # Note updates answer 200 and change nothing (CW dropping the update silently).
-    ignore_note_update: bool = False
 
+    def flag_overrides(self) -> dict[str, bool]:
+        """`note_flag_overrides`, plus the flags `force_note_visibility` stands for."""
+        forced: dict[str, bool] = {}
+        if self.force_note_visibility == "customer":
+            forced = {"detailDescriptionFlag": True}
+        elif self.force_note_visibility == "internal":
+            forced = dict.fromkeys(("detailDescriptionFlag", "resolutionFlag", "issueFlag"), False)
+            forced["internalAnalysisFlag"] = True
+        return {**forced, **self.note_flag_overrides}
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the simulator saw it. `headers` keys are lower-case; `query` keeps each
-    parameter's first value; `body` is parsed JSON, else the raw text, else None; `status` 0 means the
-    connection was dropped without an answer."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-    status: int
+    def overrides_sticky(self) -> bool:
+        return self.note_flag_overrides_sticky or self.force_note_visibility_sticky
 
 
 @dataclass
@@ -134,39 +115,8 @@ class _Ticket:
     updated_by: str = "jdoe"
 
 
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-    body_invalid: bool
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "application/json; charset=utf-8"
-    drop: bool = False
-    # Runs after the response is written (the "immediate" workflow revert).
-    after: Callable[[], None] | None = None
-
-
-class _CWError(Exception):
-    """Answer with a CW error body; raised anywhere in request handling."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(body.get("message", ""))
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-
-def _invalid(resource: str, code: str, message: str, field_name: str | None) -> _CWError:
-    return _CWError(
+def _invalid(resource: str, code: str, message: str, field_name: str | None) -> SimError:
+    return SimError(
         400,
         {
             "code": "InvalidObject",
@@ -176,12 +126,12 @@ def _invalid(resource: str, code: str, message: str, field_name: str | None) -> 
     )
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class CWSimulator:
+class CWSimulator(PSASimulator):
     """A ConnectWise Manage tenant on 127.0.0.1. Thread-safe; every state helper takes the lock."""
+
+    provider = "connectwise"
+    faults_type = CWTicketFaults
+    server_name = "cw-simulator"
 
     def __init__(
         self,
@@ -195,75 +145,16 @@ class CWSimulator:
         port: int = 0,
         verbose: bool = False,
     ) -> None:
+        super().__init__(host=host, port=port, verbose=verbose)
         self.company_id = company_id
         self.public_key = public_key
         self.private_key = private_key
         self.client_id = client_id
         self.codebase = codebase.strip("/") + "/"
-        self.verbose = verbose
-        self._host = host
-        self._port = port
-        self._lock = threading.RLock()
         self._boards: dict[int, _Board] = {}
         self._tickets: dict[int, _Ticket] = {}
         self._notes: dict[int, list[dict[str, Any]]] = {}
-        self._faults: dict[int, TicketFaults] = {}
         self._next_note_id = 5001
-        self._pending_reverts: dict[int, threading.Event] = {}
-        self._timers: list[threading.Timer] = []
-        self._requests: list[RecordedRequest] = []
-        self._credentials_revoked = False
-        self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # ---------------------------------------------------------------------------------------------
-    # Lifecycle
-
-    def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("simulator already started")
-        server = _Server((self._host, self._port), _Handler)
-        server.sim = self
-        self._server = server
-        self._port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="cw-simulator", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        with self._lock:
-            timers, self._timers = self._timers, []
-            connections = list(self._connections)
-        for timer in timers:
-            timer.cancel()
-        # Idle keep-alive connections would otherwise keep their handler threads blocked on read.
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def site_url(self) -> str:
-        if self._port == 0:
-            raise RuntimeError("start the simulator first")
-        return f"http://{self._host}:{self._port}"
 
     @property
     def base_url(self) -> str:
@@ -311,7 +202,7 @@ class CWSimulator:
             status = board.statuses.get(status_id)
             if status is None:
                 raise ValueError(f"status {status_id} is not on board {board_id}")
-            now = _now()
+            now = now_iso()
             self._tickets[tid] = _Ticket(
                 id=tid,
                 summary=summary[:SUMMARY_MAX_LENGTH],
@@ -352,38 +243,32 @@ class CWSimulator:
                 raise ValueError(f"status {status_id} is not an active status of board {ticket.board_id}")
             self._apply_status(ticket, status_id, updated_by=str(HUMAN_MEMBER["identifier"]))
 
-    def faults(self, ticket_id: int | str) -> TicketFaults:
-        with self._lock:
-            return self._faults.setdefault(int(ticket_id), TicketFaults())
+    def note_views(self, ticket_id: int | str) -> list[NoteView]:
+        return [
+            NoteView(
+                id=str(n["id"]),
+                text=n["text"],
+                customer_visible=any(n.get(f) is True for f in _CUSTOMER_VISIBLE_FLAGS),
+            )
+            for n in self.notes(ticket_id)
+        ]
 
-    def set_faults(self, ticket_id: int | str, **kw: Any) -> TicketFaults:
-        known = {f.name for f in fields(TicketFaults)}
-        unknown = set(kw) - known
-        if unknown:
-            raise TypeError(f"unknown fault knobs: {sorted(unknown)}")
-        faults = self.faults(ticket_id)
+    def status_id(self, ticket_id: int | str) -> int:
         with self._lock:
-            for name, value in kw.items():
-                setattr(faults, name, value)
-        return faults
+            return self._require_ticket(int(ticket_id)).status_id
 
-    def revoke_credentials(self) -> None:
-        """Every base-path call gets 401 (the API member's keys were rotated) until restored."""
-        with self._lock:
-            self._credentials_revoked = True
+    def add_person_note(self, ticket_id: int | str, text: str, *, customer_visible: bool) -> NoteView:
+        flags = {"detailDescriptionFlag": True} if customer_visible else {"internalAnalysisFlag": True}
+        note = self.add_note(ticket_id, text, **flags)
+        return NoteView(id=str(note["id"]), text=note["text"], customer_visible=customer_visible)
 
-    def restore_credentials(self) -> None:
-        with self._lock:
-            self._credentials_revoked = False
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
+    def preferences(self) -> dict[str, Any]:
+        return {
+            "cw_resolved_status_id": 5,
+            "cw_escalated_status_id": 6,
+            "cw_resolved_status_ids_by_board": {"2": 25},
+            "cw_escalated_status_ids_by_board": {"2": 23},
+        }
 
     def connection_settings(self) -> dict[str, Any]:
         """The body of `PUT /account-settings/psa-connection` that points an account at this simulator."""
@@ -459,29 +344,14 @@ class CWSimulator:
     # ---------------------------------------------------------------------------------------------
     # Request handling
 
-    def _record(self, req: _Request, status: int) -> None:
-        with self._lock:
-            self._requests.append(RecordedRequest(req.method, req.path, req.query, req.headers, req.body, status))
-
-    def _respond(self, req: _Request) -> _Reply:
-        try:
-            return self._route(req)
-        except _CWError as err:
-            return _Reply(err.status, err.body, headers=err.headers)
-        except Exception:
-            traceback.print_exc(file=sys.stderr)
-            return _Reply(500, {"code": "UnexpectedError", "message": "An unexpected error has occurred."})
-
-    def _route(self, req: _Request) -> _Reply:
+    def _route(self, req: SimRequest) -> SimReply:
         if m := _COMPANYINFO.match(req.path):
             if req.method != "GET":
                 raise self._method_not_allowed(req)
             return self._companyinfo(m.group(1))
-        if m := _CONTROL.match(req.path):
-            return self._control(req, int(m.group(1)), m.group(2))
         if not req.path.lower().startswith(self.base_path.lower() + "/"):
             # Wrong codebase or site: IIS answers, not the CW API.
-            return _Reply(404, _IIS_404, content_type="text/html")
+            return SimReply(404, _IIS_404, content_type="text/html")
         sub = req.path[len(self.base_path) :]
         self._check_auth(req)
         if scope := _TICKET_SCOPE.match(sub):
@@ -489,7 +359,7 @@ class CWSimulator:
         if req.method in {"POST", "PUT", "PATCH"}:
             ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "application/json" and not ctype.endswith("+json"):
-                raise _CWError(
+                raise SimError(
                     415,
                     {
                         "code": "UnsupportedMediaType",
@@ -497,9 +367,9 @@ class CWSimulator:
                     },
                 )
             if req.body_invalid:
-                raise _CWError(400, {"code": "InvalidObject", "message": "The request body is not valid JSON."})
+                raise SimError(400, {"code": "InvalidObject", "message": "The request body is not valid JSON."})
 
-        routes: list[tuple[re.Pattern[str], dict[str, Callable[[_Request, re.Match[str]], _Reply]]]] = [
+        routes: list[tuple[re.Pattern[str], dict[str, Callable[[SimRequest, re.Match[str]], SimReply]]]] = [
             (_TICKET, {"GET": self._get_ticket, "PATCH": self._patch_ticket}),
             (_NOTES, {"GET": self._list_notes, "POST": self._post_note}),
             (_NOTE, {"GET": self._get_note, "PATCH": self._patch_note}),
@@ -512,32 +382,16 @@ class CWSimulator:
                 if handler is None:
                     raise self._method_not_allowed(req)
                 return handler(req, m)
-        raise _CWError(404, {"code": "NotFound", "message": f"The resource '{sub}' was not found."})
+        raise SimError(404, {"code": "NotFound", "message": f"The resource '{sub}' was not found."})
 
-    def _control(self, req: _Request, ticket_id: int, what: str | None) -> _Reply:
-        """Simulator control (not CW's API): read a ticket with its notes, or set its fault knobs.
-
-        `GET /__simulator/tickets/{id}` and `POST /__simulator/tickets/{id}/faults {knob: value}`; the demo
-        uses it from another process, as an admin would fix a board's workflow in CW.
-        """
-        if what == "faults" and req.method == "POST":
-            try:
-                self.set_faults(ticket_id, **(req.body or {}))
-            except (TypeError, KeyError) as error:
-                return _Reply(400, {"code": "InvalidObject", "message": str(error)})
-        elif what is not None or req.method != "GET":
-            raise self._method_not_allowed(req)
-        ticket, notes = self.ticket(ticket_id), self.notes(ticket_id)  # unknown ticket: CW's 404
-        return _Reply(200, {"ticket": ticket, "notes": notes, "faults": dataclasses.asdict(self.faults(ticket_id))})
-
-    def _method_not_allowed(self, req: _Request) -> _CWError:
+    def _method_not_allowed(self, req: SimRequest) -> SimError:
         message = f"The requested resource does not support http method '{req.method}'."
-        return _CWError(405, {"code": "MethodNotAllowed", "message": message})
+        return SimError(405, {"code": "MethodNotAllowed", "message": message})
 
-    def _companyinfo(self, company: str) -> _Reply:
+    def _companyinfo(self, company: str) -> SimReply:
         if company.lower() != self.company_id.lower():
-            return _Reply(404, {"code": "NotFound", "message": f"Company '{company}' not found."})
-        return _Reply(
+            return SimReply(404, {"code": "NotFound", "message": f"Company '{company}' not found."})
+        return SimReply(
             200,
             {
                 "CompanyName": "FlowPilot Demo MSP",
@@ -550,7 +404,7 @@ class CWSimulator:
             },
         )
 
-    def _check_auth(self, req: _Request) -> None:
+    def _check_auth(self, req: SimRequest) -> None:
         unauthorized = {"WWW-Authenticate": 'Basic realm="ConnectWise"'}
         with self._lock:
             revoked = self._credentials_revoked
@@ -559,12 +413,12 @@ class CWSimulator:
                 "code": "Unauthorized",
                 "message": "Authentication failed: invalid or missing credentials.",
             }
-            raise _CWError(401, body, unauthorized)
+            raise SimError(401, body, unauthorized)
         client_id = req.headers.get("clientid", "").strip()
         if not client_id:
-            raise _CWError(401, {"code": "Unauthorized", "message": "clientId header is required."}, unauthorized)
+            raise SimError(401, {"code": "Unauthorized", "message": "clientId header is required."}, unauthorized)
         if client_id.lower() != self.client_id.lower():
-            raise _CWError(401, {"code": "Unauthorized", "message": "clientId is not valid."}, unauthorized)
+            raise SimError(401, {"code": "Unauthorized", "message": "clientId is not valid."}, unauthorized)
 
     def _credentials_ok(self, authorization: str) -> bool:
         scheme, _, token = authorization.strip().partition(" ")
@@ -580,50 +434,52 @@ class CWSimulator:
 
     def _ticket_faults(self, tid: int) -> None:
         """Apply the ticket's fault knobs before the call is handled (raises the faulty answer)."""
-        with self._lock:
-            pending = self._pending_reverts.get(tid)
-            faults = self._faults.get(tid)
-        if pending is not None:
-            pending.wait(timeout=2)
-        if faults is None:
-            return
-        if faults.latency > 0:
-            time.sleep(faults.latency)
-        if faults.auth_fail:
-            raise _CWError(401, {"code": "Unauthorized", "message": "Authentication failed."})
-        if faults.security_denied:
+        faults = self._apply_ticket_faults(tid)
+        if isinstance(faults, CWTicketFaults) and faults.security_denied:
             message = "You do not have security permission to perform this action."
-            raise _CWError(403, {"code": "Security", "message": message})
-        with self._lock:
-            if faults.rate_limit_next > 0:
-                faults.rate_limit_next -= 1
-                raise _CWError(
-                    429,
-                    {"code": "TooManyRequests", "message": "Request volume exceeds capacity limits."},
-                    {"Retry-After": str(faults.retry_after)},
-                )
-            if faults.fail_next > 0:
-                faults.fail_next -= 1
-                message = "An unexpected error has occurred. Please contact your administrator."
-                raise _CWError(500, {"code": "UnexpectedError", "message": message})
+            raise SimError(403, {"code": "Security", "message": message})
+
+    def _cw_faults(self, tid: int) -> CWTicketFaults:
+        faults = self._ticket_faults_or_default(tid)
+        assert isinstance(faults, CWTicketFaults)
+        return faults
+
+    # --- CW's error bodies (the shared fault knobs answer with these) ---
+
+    def _unauthorized(self) -> SimError:
+        return SimError(401, {"code": "Unauthorized", "message": "Authentication failed."})
+
+    def _rate_limited(self, retry_after: int) -> SimError:
+        body = {"code": "TooManyRequests", "message": "Request volume exceeds capacity limits."}
+        return SimError(429, body, {"Retry-After": str(retry_after)})
+
+    def _server_error(self) -> SimError:
+        message = "An unexpected error has occurred. Please contact your administrator."
+        return SimError(500, {"code": "UnexpectedError", "message": message})
+
+    def _not_found(self, what: str) -> SimError:
+        return SimError(404, {"code": "NotFound", "message": f"{what} not found."})
+
+    def _response_headers(self) -> dict[str, str]:
+        return {"x-cw-request-id": str(uuid.uuid4()), "x-server-name": "cw-simulator", "api-current-version": "2025.1"}
 
     def _require_ticket(self, tid: int) -> _Ticket:
         ticket = self._tickets.get(tid)
         if ticket is None:
-            raise _CWError(404, {"code": "NotFound", "message": f"Ticket ID {tid} not found.", "errors": None})
+            raise SimError(404, {"code": "NotFound", "message": f"Ticket ID {tid} not found.", "errors": None})
         return ticket
 
     # --- tickets ---
 
-    def _get_ticket(self, req: _Request, m: re.Match[str]) -> _Reply:
+    def _get_ticket(self, req: SimRequest, m: re.Match[str]) -> SimReply:
         with self._lock:
             data = self._ticket_json(self._require_ticket(int(m.group(1))))
         if wanted := req.query.get("fields"):
             keep = {f.strip() for f in wanted.split(",")}
             data = {k: v for k, v in data.items() if k in keep}
-        return _Reply(200, data)
+        return SimReply(200, data)
 
-    def _patch_ticket(self, req: _Request, m: re.Match[str]) -> _Reply:
+    def _patch_ticket(self, req: SimRequest, m: re.Match[str]) -> SimReply:
         tid = int(m.group(1))
         if not isinstance(req.body, list) or not req.body:
             raise _invalid("ticket", "InvalidField", "The body must be a non-empty JSON-Patch array.", None)
@@ -643,18 +499,24 @@ class CWSimulator:
                 if status["inactive"]:
                     message = f"Service Status {sid} is inactive for Service Board {board.id}"
                     raise _invalid("ticket", "InvalidField", message, "status/id")
-            faults = self._faults.get(tid) or TicketFaults()
-            reply = _Reply(200)
+            faults = self._cw_faults(tid)
+            reply = SimReply(200)
             if not faults.ignore_status_change:
                 previous = ticket.status_id
                 if "summary" in changes:
                     ticket.summary = changes["summary"]
                 if "customerUpdatedFlag" in changes:
                     ticket.customer_updated = changes["customerUpdatedFlag"]
-                ticket.last_updated, ticket.updated_by = _now(), API_MEMBER["identifier"]
+                ticket.last_updated, ticket.updated_by = now_iso(), API_MEMBER["identifier"]
                 if "status" in changes and changes["status"] != previous:
                     self._apply_status(ticket, changes["status"], updated_by=str(API_MEMBER["identifier"]))
-                    reply.after = self._schedule_revert(tid, previous, changes["status"], faults)
+                    applied = changes["status"]
+                    reply.after = self._schedule_revert(
+                        tid,
+                        faults,
+                        lambda: self._tickets[tid].status_id == applied,
+                        lambda: self._apply_status(self._tickets[tid], previous, updated_by="Workflow"),
+                    )
             reply.body = self._ticket_json(ticket)
         return reply
 
@@ -695,38 +557,11 @@ class CWSimulator:
     def _apply_status(self, ticket: _Ticket, status_id: int, *, updated_by: str) -> None:
         status = self._boards[ticket.board_id].statuses[status_id]
         ticket.status_id = status_id
-        ticket.last_updated, ticket.updated_by = _now(), updated_by
+        ticket.last_updated, ticket.updated_by = now_iso(), updated_by
         if status["closedStatus"] and not ticket.closed:
             ticket.closed, ticket.closed_date, ticket.closed_by = True, ticket.last_updated, updated_by
         elif not status["closedStatus"]:
             ticket.closed, ticket.closed_date, ticket.closed_by = False, None, None
-
-    def _schedule_revert(
-        self, tid: int, previous: int, applied: int, faults: TicketFaults
-    ) -> Callable[[], None] | None:
-        delay = faults.revert_status_after
-        if delay is None:
-            return None
-
-        def revert() -> None:
-            with self._lock:
-                ticket = self._tickets.get(tid)
-                # A workflow keyed on the status we set: if someone moved it since, it no longer fires.
-                if ticket is not None and ticket.status_id == applied:
-                    self._apply_status(ticket, previous, updated_by="Workflow")
-                done = self._pending_reverts.pop(tid, None)
-            if done is not None:
-                done.set()
-
-        if delay <= 0:
-            # Calls on this ticket wait until the revert ran, so "immediately" is deterministic.
-            self._pending_reverts[tid] = threading.Event()
-            return revert
-        timer = threading.Timer(delay, revert)
-        timer.daemon = True
-        self._timers.append(timer)
-        timer.start()
-        return None
 
     def _ticket_json(self, ticket: _Ticket) -> dict[str, Any]:
         board = self._boards[ticket.board_id]
@@ -764,23 +599,23 @@ class CWSimulator:
 
     # --- notes ---
 
-    def _list_notes(self, req: _Request, m: re.Match[str]) -> _Reply:
+    def _list_notes(self, req: SimRequest, m: re.Match[str]) -> SimReply:
         tid = int(m.group(1))
         with self._lock:
             self._require_ticket(tid)
             notes = copy.deepcopy(self._notes[tid])
         return self._page(req, notes)
 
-    def _get_note(self, req: _Request, m: re.Match[str]) -> _Reply:
+    def _get_note(self, req: SimRequest, m: re.Match[str]) -> SimReply:
         tid, note_id = int(m.group(1)), int(m.group(2))
         with self._lock:
             self._require_ticket(tid)
             for note in self._notes[tid]:
                 if note["id"] == note_id:
-                    return _Reply(200, copy.deepcopy(note))
-        raise _CWError(404, {"code": "NotFound", "message": f"Ticket Note ID {note_id} not found."})
+                    return SimReply(200, copy.deepcopy(note))
+        raise SimError(404, {"code": "NotFound", "message": f"Ticket Note ID {note_id} not found."})
 
-    def _patch_note(self, req: _Request, m: re.Match[str]) -> _Reply:
+    def _patch_note(self, req: SimRequest, m: re.Match[str]) -> SimReply:
         """JSON-Patch of a note's text and flags (ServiceNote fields)."""
         tid, note_id = int(m.group(1)), int(m.group(2))
         if not isinstance(req.body, list) or not req.body:
@@ -804,16 +639,16 @@ class CWSimulator:
             self._require_ticket(tid)
             note = next((n for n in self._notes[tid] if n["id"] == note_id), None)
             if note is None:
-                raise _CWError(404, {"code": "NotFound", "message": f"Ticket Note ID {note_id} not found."})
-            faults = self._faults.get(tid) or TicketFaults()
+                raise SimError(404, {"code": "NotFound", "message": f"Ticket Note ID {note_id} not found."})
+            faults = self._cw_faults(tid)
             if not faults.ignore_note_update:
-                if faults.note_flag_overrides_sticky:
-                    changes.update(faults.note_flag_overrides)
+                if faults.overrides_sticky():
+                    changes.update(faults.flag_overrides())
                 note.update(changes)
-                note["_info"] = {"lastUpdated": _now(), "updatedBy": str(API_MEMBER["identifier"])}
-            return _Reply(200, copy.deepcopy(note))
+                note["_info"] = {"lastUpdated": now_iso(), "updatedBy": str(API_MEMBER["identifier"])}
+            return SimReply(200, copy.deepcopy(note))
 
-    def _post_note(self, req: _Request, m: re.Match[str]) -> _Reply:
+    def _post_note(self, req: SimRequest, m: re.Match[str]) -> SimReply:
         tid = int(m.group(1))
         body = req.body
         if not isinstance(body, dict):
@@ -826,22 +661,22 @@ class CWSimulator:
                 raise _invalid("serviceNote", "InvalidField", f"{name} must be a boolean.", name)
         with self._lock:
             ticket = self._require_ticket(tid)
-            faults = self._faults.get(tid) or TicketFaults()
-            note = self._store_note(tid, {**body, **faults.note_flag_overrides}, member=API_MEMBER)
+            faults = self._cw_faults(tid)
+            note = self._store_note(tid, {**body, **faults.flag_overrides()}, member=API_MEMBER)
             if note["customerUpdatedFlag"]:
                 ticket.customer_updated = True
-                ticket.last_updated = _now()
+                ticket.last_updated = now_iso()
             if faults.drop_after_commit_next > 0:
                 faults.drop_after_commit_next -= 1
-                return _Reply(0, drop=True)
+                return SimReply(0, drop=True)
             created = copy.deepcopy(note)
         # A CW quirk: the create response says internal AND external; GET says null for both.
         created["internalFlag"] = True
         created["externalFlag"] = True
-        return _Reply(201, created)
+        return SimReply(201, created)
 
     def _store_note(self, tid: int, body: dict[str, Any], *, member: dict[str, Any]) -> dict[str, Any]:
-        now, created_by = _now(), str(member["identifier"])
+        now, created_by = now_iso(), str(member["identifier"])
         note = {
             "id": self._next_note_id,
             "ticketId": tid,
@@ -863,28 +698,28 @@ class CWSimulator:
 
     # --- boards ---
 
-    def _list_statuses(self, req: _Request, m: re.Match[str]) -> _Reply:
+    def _list_statuses(self, req: SimRequest, m: re.Match[str]) -> SimReply:
         board_id = int(m.group(1))
         with self._lock:
             board = self._boards.get(board_id)
             if board is None:
-                raise _CWError(404, {"code": "NotFound", "message": f"Board ID {board_id} not found."})
+                raise SimError(404, {"code": "NotFound", "message": f"Board ID {board_id} not found."})
             statuses = copy.deepcopy(list(board.statuses.values()))
         return self._page(req, statuses)
 
-    def _get_status(self, req: _Request, m: re.Match[str]) -> _Reply:
+    def _get_status(self, req: SimRequest, m: re.Match[str]) -> SimReply:
         board_id, status_id = int(m.group(1)), int(m.group(2))
         with self._lock:
             board = self._boards.get(board_id)
             status = board.statuses.get(status_id) if board else None
             if status is None:
                 message = f"Service Status {status_id} not found for Service Board {board_id}"
-                raise _CWError(404, {"code": "NotFound", "message": message})
-            return _Reply(200, copy.deepcopy(status))
+                raise SimError(404, {"code": "NotFound", "message": message})
+            return SimReply(200, copy.deepcopy(status))
 
     # --- lists ---
 
-    def _page(self, req: _Request, items: list[dict[str, Any]]) -> _Reply:
+    def _page(self, req: SimRequest, items: list[dict[str, Any]]) -> SimReply:
         """CW list semantics: `conditions`, `orderBy`, `page`/`pageSize` and a `Link` header."""
         if conditions := req.query.get("conditions"):
             items = [i for i in items if _matches(i, conditions)]
@@ -901,9 +736,9 @@ class CWSimulator:
             links.append(f'<{self._page_url(req, 1)}>; rel="first"')
         if last > 1:
             links.append(f'<{self._page_url(req, last)}>; rel="last"')
-        return _Reply(200, chunk, headers={"Link": ", ".join(links)} if links else {})
+        return SimReply(200, chunk, headers={"Link": ", ".join(links)} if links else {})
 
-    def _page_url(self, req: _Request, page: int) -> str:
+    def _page_url(self, req: SimRequest, page: int) -> str:
         query = {**req.query, "page": str(page)}
         return f"{self.site_url}{req.path}?{urlencode(query)}"
 
@@ -913,7 +748,7 @@ def _int_param(query: dict[str, str], name: str, default: int) -> int:
     if not value:
         return default
     if not value.strip().isdigit():
-        raise _CWError(400, {"code": "InvalidObject", "message": f"{name} must be an integer."})
+        raise SimError(400, {"code": "InvalidObject", "message": f"{name} must be an integer."})
     return int(value)
 
 
@@ -931,7 +766,7 @@ def _matches(item: dict[str, Any], conditions: str) -> bool:
     for clause in re.split(r"\s+and\s+", conditions, flags=re.I):
         m = _CONDITION.match(clause)
         if m is None:
-            raise _CWError(400, {"code": "InvalidObject", "message": f"Unsupported condition: {clause}"})
+            raise SimError(400, {"code": "InvalidObject", "message": f"Unsupported condition: {clause}"})
         name, op, raw = m.groups()
         expected: Any
         if raw.lower() in {"true", "false"}:
@@ -941,7 +776,7 @@ def _matches(item: dict[str, Any], conditions: str) -> bool:
         elif len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
             expected = raw[1:-1]
         else:
-            raise _CWError(400, {"code": "InvalidObject", "message": f"Unsupported condition value: {raw}"})
+            raise SimError(400, {"code": "InvalidObject", "message": f"Unsupported condition value: {raw}"})
         if (_field(item, name) == expected) != (op == "="):
             return False
     return True
@@ -960,102 +795,6 @@ def _ordered(items: list[dict[str, Any]], order_by: str) -> list[dict[str, Any]]
     return items
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's default backlog of 5 drops SYNs under a burst of parallel clients (1 s retransmit).
-    request_queue_size = 128
-    sim: CWSimulator
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that time out and hang up are part of the fault model, not simulator bugs.
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle on, delayed ACKs add ~40 ms to every answer.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.sim._lock:
-            self.server.sim._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.sim._lock:
-            self.server.sim._connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.sim.verbose:
-            super().log_message(format, *args)
-
-    def _serve(self) -> None:
-        sim = self.server.sim
-        req = self._read_request()
-        reply = sim._respond(req)
-        sim._record(req, 0 if reply.drop else reply.status)
-        if reply.drop:
-            # RST, not FIN: the client sees a reset connection and no response at all.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-            self.close_connection = True
-            return
-        if isinstance(reply.body, str):
-            payload = reply.body.encode()
-        else:
-            payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("x-cw-request-id", str(uuid.uuid4()))
-            self.send_header("x-server-name", "cw-simulator")
-            self.send_header("api-current-version", "2025.1")
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-            self.wfile.flush()
-        finally:
-            # The workflow runs whether or not the client was still listening.
-            if reply.after is not None:
-                reply.after()
-
-    def _read_request(self) -> _Request:
-        parts = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length).decode("utf-8", "replace") if length > 0 else ""
-        body: Any = None
-        invalid = False
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body, invalid = raw, True
-        return _Request(self.command, parts.path, query, headers, body, invalid)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="ConnectWise Manage simulator with the demo seed")
     parser.add_argument("--host", default="127.0.0.1")
@@ -1066,28 +805,16 @@ def main(argv: list[str] | None = None) -> None:
     sim = CWSimulator(host=args.host, port=args.port, verbose=args.verbose)
     sim.start()
     seed = sim.seed_demo()
-    print(f"ConnectWise simulator: {sim.base_url}")
-    print(f"  site (companyinfo): {sim.site_url}/login/companyinfo/{sim.company_id}")
-    print(f"  company id:  {sim.company_id}")
-    print(f"  public key:  {sim.public_key}   (fake demo credentials)")
-    print(f"  private key: {sim.private_key}")
-    print(f"  clientId:    {sim.client_id}")
-    for tid, purpose in seed["tickets"].items():
-        print(f"  ticket {tid}: {purpose}")
-    sys.stdout.flush()
-
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        while not stopping.wait(0.5):
-            pass
-    finally:
-        sim.stop()
+    banner = [
+        f"ConnectWise simulator: {sim.base_url}",
+        f"  site (companyinfo): {sim.site_url}/login/companyinfo/{sim.company_id}",
+        f"  company id:  {sim.company_id}",
+        f"  public key:  {sim.public_key}   (fake demo credentials)",
+        f"  private key: {sim.private_key}",
+        f"  clientId:    {sim.client_id}",
+        *(f"  ticket {tid}: {purpose}" for tid, purpose in seed["tickets"].items()),
+    ]
+    serve_forever(sim, banner)
 
 
 if __name__ == "__main__":
