@@ -33,6 +33,7 @@ class Preferences(Strict):
     cw_escalated_status_id: StatusId | None = None
     cw_resolved_status_ids_by_board: BoardStatusMap = Field(default_factory=dict)
     cw_escalated_status_ids_by_board: BoardStatusMap = Field(default_factory=dict)
+    notify_customer_on_resolve: bool = True
 
     def target_status(self, kind: str, board_id: int | None) -> int | None:
         by_board = self.cw_resolved_status_ids_by_board if kind == "resolve" else self.cw_escalated_status_ids_by_board

@@ -166,7 +166,7 @@ def transition(state: WritebackState) -> WritebackState:
         p.change_status(
             state.linked_ticket.ticket_id,
             state.target_status_id,
-            notify_customer=state.kind is WritebackKind.resolve,  # escalations never notify the customer
+            notify_customer=state.kind is WritebackKind.resolve and state.preferences.notify_customer_on_resolve,
         )
     _ledger_update(state, status_change_sent_at=now_iso())
     return state

@@ -1,4 +1,4 @@
-"""PSA providers: the shared interface and errors (`base`) and one module per PSA (`connectwise`)."""
+"""PSA providers: the shared interface and errors (`base`) and a module per PSA (`connectwise`, `autotask`, `halo`)."""
 
 from flowpilot.psa.base import (
     BoardStatus,
@@ -6,6 +6,7 @@ from flowpilot.psa.base import (
     PostedNote,
     PSAAuthError,
     PSAError,
+    PSANotConfigured,
     PSANoteNotAmended,
     PSANoteNotFound,
     PSANoteVisibilityMismatch,
@@ -16,6 +17,7 @@ from flowpilot.psa.base import (
     PSATicketNotFound,
     PSATransientError,
     PSAValidationError,
+    PSAVisibilityUnknown,
     StatusRef,
     Ticket,
     contains_marker,
@@ -28,6 +30,7 @@ __all__ = [
     "NoteKind",
     "PSAAuthError",
     "PSAError",
+    "PSANotConfigured",
     "PSANoteNotAmended",
     "PSANoteNotFound",
     "PSANoteVisibilityMismatch",
@@ -38,6 +41,7 @@ __all__ = [
     "PSATicketNotFound",
     "PSATransientError",
     "PSAValidationError",
+    "PSAVisibilityUnknown",
     "PostedNote",
     "StatusRef",
     "Ticket",

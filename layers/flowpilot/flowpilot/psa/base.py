@@ -56,8 +56,9 @@ class PostedNote:
     text: str
     customer_visible: bool
     internal_analysis: bool
-    # The provider's own visibility fields as read (ConnectWise: its three note flags), for loud errors.
-    flags: Mapping[str, bool] = field(default_factory=dict)
+    # The provider's own visibility fields as read, for loud errors (ConnectWise: its note flags;
+    # Autotask: `publish`; Halo: `hiddenfromuser`).
+    flags: Mapping[str, object] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,6 +147,23 @@ class PSAStatusNotOnBoard(PSAError, InvalidInput):
         )
 
 
+class PSANotConfigured(PSAError, InvalidInput):
+    """Something the write-back needs is not in the account's settings (a connection, a Halo outcome...);
+    the message names the setting. Raised before anything is posted."""
+
+    status = 422
+    code = "psa_not_configured"
+
+
+class PSAVisibilityUnknown(PSAError, InvalidInput):
+    """The PSA's own configuration does not say which value gives a note the visibility its kind needs
+    (Autotask: the `publish` picklist's labels are ambiguous); the message lists what the PSA offers and
+    names the preference that pins it. Raised before anything is posted."""
+
+    status = 422
+    code = "psa_visibility_unknown"
+
+
 class PSAStatusVerificationError(PSAError, BadGateway):
     """The PSA accepted a status change, but a re-fetch shows another status (ignored or reverted)."""
 
@@ -203,6 +221,12 @@ class PSAProvider(Protocol):
     def board_statuses(self, board_id: int) -> list[BoardStatus]: ...
 
     def check_target_status(self, ticket: Ticket, status_id: int) -> BoardStatus: ...
+
+    def check_note_settings(self, kind: NoteKind) -> None:
+        """Everything a note of `kind` needs is known (visibility values, note type, outcome), or a 422
+        (`PSANotConfigured`, `PSAVisibilityUnknown`) before anything is posted. May read and cache the PSA's
+        configuration (picklists)."""
+        ...
 
     def post_note(self, ticket_id: str, text: str, kind: NoteKind) -> PostedNote:
         """Create the note; returns it as the PSA answered, whatever visibility it was given."""

@@ -8,20 +8,16 @@ retries: the write-back state machine owns retrying, and dedupes note POSTs with
 from __future__ import annotations
 
 import base64
-import math
 import re
-import threading
-import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
 
 from flowpilot import resets
-from flowpilot.observability import timed_call
+from flowpilot.psa import http
 from flowpilot.psa.base import (
     BoardStatus,
     NoteKind,
@@ -38,6 +34,7 @@ from flowpilot.psa.base import (
     Ticket,
     contains_marker,
 )
+from flowpilot.psa.http import TTLCache, bad_response, json_or_none, operation_name, retry_after, scrub
 
 BOARD_STATUS_TTL_SECONDS = 600.0
 NOTES_PAGE_SIZE = 50
@@ -45,7 +42,6 @@ MARKER_SEARCH_PAGES = 3
 STATUS_PAGE_SIZE = 1000
 # A board with more than 10k statuses is not a board; stop rather than loop on a bad Link header.
 STATUS_PAGE_LIMIT = 10
-DEFAULT_RETRY_AFTER = 5
 
 _TICKET_ID = re.compile(r"^[0-9]{1,12}$")
 _CODEBASE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9_.-]+/?$")
@@ -71,40 +67,8 @@ _NOTE_FLAGS: dict[NoteKind, dict[str, bool]] = {
 _VISIBILITY_FLAGS = ("detailDescriptionFlag", "resolutionFlag", "internalAnalysisFlag", "issueFlag")
 
 
-class _TTLCache[K: Hashable, V]:
-    """A small thread-safe TTL map; module-level so warm Lambda containers reuse it across invocations."""
-
-    def __init__(self, ttl_seconds: float, maxsize: int = 1024) -> None:
-        self.ttl_seconds = ttl_seconds
-        self._maxsize = maxsize
-        self._items: dict[K, tuple[float, V]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is None:
-                return None
-            expires_at, value = hit
-            if expires_at <= time.monotonic():
-                del self._items[key]
-                return None
-            return value
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            if len(self._items) >= self._maxsize and key not in self._items:
-                # Dicts keep insertion order: drop the oldest entry.
-                self._items.pop(next(iter(self._items)))
-            self._items[key] = (time.monotonic() + self.ttl_seconds, value)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_board_status_cache: _TTLCache[tuple[str, str, int], tuple[BoardStatus, ...]] = _TTLCache(BOARD_STATUS_TTL_SECONDS)
-_codebase_cache: _TTLCache[tuple[str, str], str] = _TTLCache(BOARD_STATUS_TTL_SECONDS)
+_board_status_cache: TTLCache[tuple[str, str, int], tuple[BoardStatus, ...]] = TTLCache(BOARD_STATUS_TTL_SECONDS)
+_codebase_cache: TTLCache[tuple[str, str], str] = TTLCache(BOARD_STATUS_TTL_SECONDS)
 
 
 @resets.register
@@ -152,8 +116,10 @@ class ConnectWiseProvider:
         http: httpx.Client | None = None,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        notify_customer_on_resolve: bool = True,
     ) -> None:
         self._conn = conn
+        self._notify_on_resolve = notify_customer_on_resolve
         self._owns_http = http is None
         self._http = (
             http if http is not None else httpx.Client(follow_redirects=False, transport=transport, trust_env=False)
@@ -214,6 +180,10 @@ class ConnectWiseProvider:
             inactive=match is not None,
         )
 
+    def check_note_settings(self, kind: NoteKind) -> None:
+        """Nothing to look up: CW's note flags are fixed by the API, the same in every tenant."""
+        NoteKind(kind)
+
     def post_note(self, ticket_id: str, text: str, kind: NoteKind) -> PostedNote:
         tid = _ticket_id(ticket_id)
         kind = NoteKind(kind)
@@ -223,7 +193,7 @@ class ConnectWiseProvider:
             **flags,
             # Sent explicitly: a default could mark the ticket customer-updated or email the customer.
             "customerUpdatedFlag": False,
-            "processNotifications": kind == NoteKind.resolution,
+            "processNotifications": kind == NoteKind.resolution and self._notify_on_resolve,
         }
         label = str(kind).replace("_", " ")
         what = f"post the {label} note on ticket {tid}"
@@ -371,42 +341,29 @@ class ConnectWiseProvider:
         params: Mapping[str, str] | None = None,
         json_body: object = None,
     ) -> httpx.Response:
-
-        write = method != "GET"
-        maybe = "; it may have been applied" if write else ""
-        # The operation is the path under the API root with ids as `{id}`: a bounded metric dimension.
         path = httpx.URL(url).path
         if "/apis/3.0/" in path:
             path = path.split("/apis/3.0", 1)[1]
         elif "/login/companyinfo/" in path:
             path = "/login/companyinfo"  # the rest is the company id
-        operation = f"{method} " + re.sub(r"/\d+(?=/|$)", "/{id}", path)
-        try:
-            with timed_call("PsaCallLatency", {"provider": "connectwise", "operation": operation}) as call:
-                resp = self._http.request(
-                    method, url, params=params, json=json_body, headers=headers, timeout=self._timeout
-                )
-                call["psa_status"] = resp.status_code
-            return resp
-        except httpx.TimeoutException:
-            # `from None`: httpx exceptions hold the request, and with it our Authorization header.
-            raise PSATransientError(
-                f"ConnectWise did not answer within {self._timeout:g}s ({what}){maybe}.",
-                details={"may_have_applied": write},
-            ) from None
-        except httpx.UnsupportedProtocol as exc:
-            raise PSAError(
-                f"ConnectWise URL is not usable ({what}): {self._scrub(str(exc))}", code="psa_misconfigured"
-            ) from None
-        except httpx.TransportError as exc:
-            raise PSATransientError(
-                f"Connection to ConnectWise failed ({what}): {type(exc).__name__}: {self._scrub(str(exc))}{maybe}.",
-                details={"may_have_applied": write},
-            ) from None
+        return http.request(
+            self._http,
+            method,
+            url,
+            vendor="ConnectWise",
+            provider=self.name,
+            operation=operation_name(method, path),
+            what=what,
+            timeout=self._timeout,
+            secrets=self._secrets,
+            headers=headers,
+            params=params,
+            json_body=json_body,
+        )
 
     def _error_for(self, resp: httpx.Response, *, what: str, ticket_id: str | None, write: bool) -> PSAError:
         status = resp.status_code
-        body = _json_or_none(resp)
+        body = json_or_none(resp)
         cw = body if isinstance(body, dict) else {}
         cw_code = str(cw.get("code") or "")
         cw_message = self._scrub(str(cw.get("message") or "")[:500])
@@ -433,13 +390,13 @@ class ConnectWiseProvider:
             )
         if status == 429:
             return PSARateLimited(
-                f"ConnectWise is rate limiting us ({what}).", retry_after=_retry_after(resp), details=details
+                f"ConnectWise is rate limiting us ({what}).", retry_after=retry_after(resp), details=details
             )
         # 409 is CW's "record possibly in use": someone else holds the ticket, so later may work.
         if status >= 500 or status == 409:
             return PSATransientError(
                 f"ConnectWise failed to {what} (HTTP {status}{said}){maybe}.",
-                retry_after=_retry_after(resp),
+                retry_after=retry_after(resp),
                 details={**details, "may_have_applied": write},
             )
         if status == 404:
@@ -461,29 +418,22 @@ class ConnectWiseProvider:
         return PSAError(f"ConnectWise answered HTTP {status} to {what}{said}.", details=details)
 
     def _json_object(self, resp: httpx.Response, what: str, *, write: bool = False) -> dict[str, Any]:
-        data = _json_or_none(resp)
+        data = json_or_none(resp)
         if not isinstance(data, dict):
             raise self._bad_response(what, "a JSON object", write)
         return data
 
     def _json_list(self, resp: httpx.Response, what: str) -> list[Any]:
-        data = _json_or_none(resp)
+        data = json_or_none(resp)
         if not isinstance(data, list):
             raise self._bad_response(what, "a JSON array", write=False)
         return data
 
     def _bad_response(self, what: str, expected: str, write: bool) -> PSAError:
-        maybe = "; the change may have been applied" if write else ""
-        return PSAError(
-            f"ConnectWise answered without {expected} ({what}){maybe}.",
-            code="psa_bad_response",
-            details={"may_have_applied": write},
-        )
+        return bad_response("ConnectWise", what, expected, write=write)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return scrub(text, self._secrets)
 
     # ---------------------------------------------------------------------------------------------
     # Wire -> domain
@@ -572,13 +522,6 @@ def _status_by_id(statuses: list[BoardStatus], status_id: int) -> BoardStatus | 
     return next((s for s in statuses if s.id == status_id), None)
 
 
-def _json_or_none(resp: httpx.Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return None
-
-
 def _next_page_params(resp: httpx.Response) -> dict[str, str] | None:
     """The query of the `rel="next"` Link; we apply it to our own URL so no other host gets our keys."""
     link = resp.links.get("next", {}).get("url")
@@ -586,19 +529,3 @@ def _next_page_params(resp: httpx.Response) -> dict[str, str] | None:
         return None
     params = dict(httpx.URL(link).params.multi_items())
     return params or None
-
-
-def _retry_after(resp: httpx.Response) -> int:
-    value = (resp.headers.get("retry-after") or "").strip()
-    if not value:
-        return DEFAULT_RETRY_AFTER
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return DEFAULT_RETRY_AFTER
-    if not math.isfinite(seconds):
-        return DEFAULT_RETRY_AFTER
-    return max(1, min(3600, math.ceil(seconds)))
