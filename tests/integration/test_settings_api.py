@@ -50,6 +50,7 @@ def test_psa_keys_go_to_secrets_manager_and_never_come_back(
     }
     secret = boto3.client("secretsmanager").get_secret_value(SecretId="flowpilot/local/psa/acct-a")
     assert json.loads(secret["SecretString"]) == {
+        "provider": "connectwise",
         "public_key": CONNECTION["public_key"],
         "private_key": CONNECTION["private_key"],
     }

@@ -24,6 +24,7 @@ from flowpilot.psa.base import (
     PSARateLimited,
     PSAStatusVerificationError,
     PSATransientError,
+    PSAVisibilityUnknown,
     StatusRef,
     with_marker,
 )
@@ -49,7 +50,7 @@ def ledger(monkeypatch: pytest.MonkeyPatch) -> FakeLedger:
 def psa(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePSA]:
     fake = FakePSA()
     fake.add_ticket(TICKET)
-    monkeypatch.setattr(writeback_steps, "provider_factory", lambda account, provider: fake)
+    monkeypatch.setattr(writeback_steps, "provider_factory", lambda account, provider, preferences: fake)
     yield fake
     assert fake.open_contexts == 0, "a step left the PSA open"
 
@@ -519,3 +520,56 @@ def test_a_write_back_abandoned_before_its_post_posts_nothing_and_records_no_fai
     assert psa.made("post_note") == [] and psa.notes_on(TICKET) == []
     assert entry_of(ledger, state).state == "abandoned"
     assert "release_session" not in ledger.calls
+
+
+# --- what prepare settles before anything is posted (every provider) ------------------------------------
+
+
+def test_note_settings_the_psa_cannot_give_are_a_422_before_anything_is_posted(
+    ledger: FakeLedger, psa: FakePSA
+) -> None:
+    psa.note_settings_error = PSAVisibilityUnknown("publish labels are ambiguous: 1 Internal A, 2 Internal B")
+    state = start(ledger)
+    with pytest.raises(FlowPilotError) as raised:
+        step("prepare", state)
+    assert (raised.value.status, raised.value.code) == (422, "psa_visibility_unknown")
+    assert ("check_note_settings", NoteKind.resolution) in psa.calls
+    assert psa.notes.get(TICKET, []) == []
+    assert not any(call[0] == "post_note" for call in psa.calls)
+    last_error = entry_of(ledger, state).last_error
+    assert last_error is not None and last_error.code == "psa_visibility_unknown"
+
+
+def test_prepare_asks_for_the_escalation_notes_settings(ledger: FakeLedger, psa: FakePSA) -> None:
+    step("prepare", start(ledger, kind=WritebackKind.escalate))
+    assert ("check_note_settings", NoteKind.internal_analysis) in psa.calls
+
+
+@pytest.mark.parametrize(
+    ("provider", "preferences", "expected"),
+    [
+        ("autotask", Preferences(autotask_resolved_status_id=5, cw_resolved_status_id=7), 5),
+        ("halopsa", Preferences(halo_resolved_status_id=9, cw_resolved_status_id=7), 9),
+        ("connectwise", Preferences(cw_resolved_status_id=7, cw_resolved_status_ids_by_board={"10": 8}), 8),
+        ("connectwise", Preferences(cw_resolved_status_id=7, cw_resolved_status_ids_by_board={"11": 8}), 7),
+    ],
+)
+def test_each_provider_reads_its_own_target_status(provider: str, preferences: Preferences, expected: int) -> None:
+    assert preferences.target_status(provider, "resolve", 10) == expected
+    assert preferences.target_status(provider, "escalate", 10) is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "setting"),
+    [("autotask", "autotask_resolved_status_id"), ("halopsa", "halo_resolved_status_id")],
+)
+def test_a_skipped_transition_names_the_providers_setting(
+    ledger: FakeLedger, psa: FakePSA, provider: str, setting: str
+) -> None:
+    state = start(ledger, preferences=Preferences(cw_resolved_status_id=RESOLVED.id))
+    state.ticket = TicketRef(provider=provider, ticket_id=TICKET)
+    prepared = step("prepare", state)
+    assert prepared.target_status_id is None
+    assert prepared.status_transition_skipped_reason is not None
+    assert setting in prepared.status_transition_skipped_reason
+    assert "cw_" not in prepared.status_transition_skipped_reason

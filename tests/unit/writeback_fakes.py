@@ -23,6 +23,7 @@ from flowpilot.psa.base import (
     BoardStatus,
     NoteKind,
     PostedNote,
+    PSAError,
     PSANoteNotFound,
     PSAProvider,
     PSARateLimited,
@@ -376,6 +377,8 @@ class FakePSA:
     visibility: Visibility = "honoured"
     ignore_note_text_updates: bool = False
     lose_next_post_answers: int = 0
+    # What check_note_settings raises (a tenant whose note settings are unknown or not configured).
+    note_settings_error: PSAError | None = None
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     open_contexts: int = 0
     _rate_limits: dict[str, list[int]] = field(default_factory=dict)
@@ -454,6 +457,11 @@ class FakePSA:
                 inactive=found is not None,
             )
         return found
+
+    def check_note_settings(self, kind: NoteKind) -> None:
+        self.calls.append(("check_note_settings", kind))
+        if self.note_settings_error is not None:
+            raise self.note_settings_error
 
     def post_note(self, ticket_id: str, text: str, kind: NoteKind) -> PostedNote:
         self._call("post_note", ticket_id, text, kind)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from flowpilot.account_settings import Preferences, status_setting
 from flowpilot.clock import now_iso
 from flowpilot.errors import Conflict, FlowPilotError, InvalidInput, StoreUnavailable, error_record
 from flowpilot.models import WritebackKind
@@ -40,7 +41,7 @@ from flowpilot.writeback_state import Drift, LedgerEntry, LedgerError, StepFailu
 MAX_INLINE_RETRY_AFTER_SECONDS = 10
 INLINE_RATE_LIMIT_ATTEMPTS = 3
 
-provider_factory: Callable[[str, str], PSAProvider] = provider_for_account
+provider_factory: Callable[[str, str, Preferences], PSAProvider] = provider_for_account
 
 
 # --- the PSA, as every step uses it ------------------------------------------------------------------
@@ -49,7 +50,7 @@ provider_factory: Callable[[str, str], PSAProvider] = provider_for_account
 @contextlib.contextmanager
 def psa(state: WritebackState) -> Iterator[PSAProvider]:
     """The account's provider for the write-back's ticket, closed afterwards; its calls honour a short 429."""
-    provider = provider_factory(state.account_id, state.linked_ticket.provider)
+    provider = provider_factory(state.account_id, state.linked_ticket.provider, state.preferences)
     with provider:
         yield cast(PSAProvider, _HonouringRetryAfter(provider))
 
@@ -100,16 +101,23 @@ def prepare(state: WritebackState) -> WritebackState:
                 code="psa_ticket_not_service_ticket",
             )
         state.board_id, state.board_name, state.target_status_id = ticket.board_id, ticket.board_name, None
-        target = state.preferences.target_status(state.kind.value, ticket.board_id)
+        provider = state.linked_ticket.provider
+        target = state.preferences.target_status(provider, state.kind.value, ticket.board_id)
         if target is None:
-            setting = "cw_resolved_status_id" if state.kind is WritebackKind.resolve else "cw_escalated_status_id"
+            setting = status_setting(provider, state.kind.value)
+            if provider == "connectwise":
+                where = f"board '{ticket.board_name}' ({ticket.board_id})"
+                setting = f"{setting} or {setting.replace('_id', '_ids_by_board')}"
+            else:
+                where = "this account"
             state.status_transition_skipped_reason = (
-                f"No {state.kind.value} status is configured for board '{ticket.board_name}' ({ticket.board_id}); "
-                f"set {setting} or {setting.replace('_id', '_ids_by_board')} in the account preferences."
+                f"No {state.kind.value} status is configured for {where}; set {setting} in the account preferences."
             )
         else:
             status = p.check_target_status(ticket, target)
             state.target_status_id, state.target_status_name = status.id, status.name
+        # Everything the note needs (visibility values, note type, outcome) is settled before anything is posted.
+        p.check_note_settings(_note_kind(state))
     _ledger_update(
         state,
         board_id=state.board_id,
