@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 # `sam build` looks for python3.13 on PATH; the venv provides it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
+PSA ?= connectwise
 API_PORT ?= 3000
 MOTO_PORT ?= 3001
 export API_PORT MOTO_PORT
@@ -33,8 +34,8 @@ venv: $(STAMP) ## create .venv (every target does it on first run)
 dev: $(STAMP) ## the local stack: HTTP API + console on 127.0.0.1:$API_PORT (3000), moto on $MOTO_PORT (3001)
 	$(BIN)/python -m devstack --port $(API_PORT) --moto-port $(MOTO_PORT)
 
-demo: $(STAMP) ## the whole flow against a running `make dev` (same API_PORT), as a transcript; rerunnable
-	$(BIN)/python -m devstack.demo --api http://127.0.0.1:$(API_PORT)
+demo: $(STAMP) ## the whole flow against a running `make dev` (same API_PORT), as a transcript; PSA=autotask|halopsa
+	$(BIN)/python -m devstack.demo --api http://127.0.0.1:$(API_PORT) --psa $(PSA)
 
 invoke: $(STAMP) ## run a function on an event like `sam local invoke`: make invoke EVENT=events/x.json [FN=Id]
 	@test -n "$(EVENT)" || { echo "usage: make invoke EVENT=events/<file>.json [FN=SessionsFunction]"; exit 2; }

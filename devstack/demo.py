@@ -1,37 +1,47 @@
 """`make demo`: the whole flow against a running `make dev`, printed as a readable transcript.
 
 Session → evidence → a suggested fix run one-off → previews (the second from cache) → resolve post with a
-verified status; an escalation on a second ticket; and a ticket whose board silently rejects the status
+verified status; an escalation on a second ticket; and a ticket whose PSA silently rejects the status
 change, showing the 502, the workflow being fixed, and the re-post that resumes without a second note.
 
+`PSA=autotask` or `PSA=halopsa` (`make demo PSA=...`, or `--psa`) runs the same transcript on that PSA's demo
+account (acct-autotask, acct-halo); the default is ConnectWise (acct-dev).
+
 It runs any number of times against one stack: it sets up the simulator's faults and ticket statuses it
-needs (through the simulator's control endpoint and CW's own API) and puts them back when it ends.
+needs (through the simulator's control endpoint) and puts them back when it ends.
 It finds the stack where `make dev` put it: `http://127.0.0.1:${API_PORT:-3000}`, or `--api`.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
 import textwrap
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from devstack.cw_simulator import DEMO_CLIENT_ID, DEMO_COMPANY_ID, DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY
+from devstack.demo_account import DEMO_ACCOUNTS, NAMES
 
-HEADERS = {"X-Dev-Account-Id": "acct-dev", "X-Dev-User-Id": "engineer-dev"}
 SILENT_REJECT_TICKET = "1003"
-OPEN_STATUS_ID = 1  # "New" on the Service Desk board
+OPEN_STATUS_ID = 1  # "New" in every simulator's seed
+ALIASES = {"cw": "connectwise", "halo": "halopsa", "at": "autotask"}
+# Each PSA's own note visibility fields, shown beside the neutral view.
+VISIBILITY_FIELDS = {
+    "connectwise": ("internalAnalysisFlag", "detailDescriptionFlag", "resolutionFlag", "issueFlag"),
+    "autotask": ("publish", "noteType"),
+    "halopsa": ("hiddenfromuser", "sendemail", "outcome_id"),
+}
 
 
 class Demo:
-    def __init__(self, api: str):
-        self.http = httpx.Client(base_url=api, headers=HEADERS, timeout=60)
+    def __init__(self, api: str, provider: str):
+        headers = {"X-Dev-Account-Id": DEMO_ACCOUNTS[provider][0], "X-Dev-User-Id": "engineer-dev"}
+        self.http = httpx.Client(base_url=api, headers=headers, timeout=60)
+        self.provider = provider
+        self.psa = NAMES[provider]
         self.step = 0
 
     def say(self, text: str) -> None:
@@ -52,7 +62,7 @@ class Demo:
         print(textwrap.indent(json.dumps(value, indent=2), "      "))
 
     def session(self, title: str, problem: str, ticket_id: str) -> str:
-        body = {"title": title, "problem": problem, "psa_ticket": {"provider": "connectwise", "ticket_id": ticket_id}}
+        body = {"title": title, "problem": problem, "psa_ticket": {"provider": self.provider, "ticket_id": ticket_id}}
         return str(self.call("POST", "/ai-sessions", body)["id"])
 
     def evidence(self, session_id: str, kind: str, text: str, result: str | None = None) -> None:
@@ -64,15 +74,10 @@ def default_api() -> str:
 
 
 class Simulator:
-    """The ConnectWise simulator the demo account points at: its control endpoint and CW's own API."""
+    """The demo account's PSA simulator, through its control endpoint (what an admin does in the PSA's UI)."""
 
-    def __init__(self, base_url: str):
-        parts = urlsplit(base_url)
-        self.control = httpx.Client(base_url=f"{parts.scheme}://{parts.netloc}", timeout=10)
-        # The simulator's fake demo credentials (printed by `python -m devstack.cw_simulator`), as a CW admin.
-        token = base64.b64encode(f"{DEMO_COMPANY_ID}+{DEMO_PUBLIC_KEY}:{DEMO_PRIVATE_KEY}".encode()).decode()
-        headers = {"Authorization": f"Basic {token}", "clientId": DEMO_CLIENT_ID}
-        self.cw = httpx.Client(base_url=base_url, headers=headers, timeout=10)
+    def __init__(self, site_url: str):
+        self.control = httpx.Client(base_url=site_url, timeout=10)
 
     def set_faults(self, ticket_id: str, **faults: Any) -> None:
         self.control.post(f"/__simulator/tickets/{ticket_id}/faults", json=faults).raise_for_status()
@@ -80,33 +85,35 @@ class Simulator:
     def ticket(self, ticket_id: str) -> dict[str, Any]:
         return dict(self.control.get(f"/__simulator/tickets/{ticket_id}").json())
 
-    def reopen(self, ticket_id: str) -> None:
-        """Put the ticket back to New, as someone in CW would, so a re-run starts where the first did."""
-        patch = [{"op": "replace", "path": "status/id", "value": OPEN_STATUS_ID}]
-        self.cw.patch(f"/service/tickets/{ticket_id}", json=patch).raise_for_status()
+    def reopen(self, ticket_id: str, status_id: int) -> None:
+        """Put the ticket back to its first status, as someone in the PSA would, so a re-run starts the same."""
+        self.control.post(f"/__simulator/tickets/{ticket_id}/status", json={"status_id": status_id}).raise_for_status()
 
 
-def run(api: str) -> None:
-    demo = Demo(api)
-    print(f"FlowPilot Writeback demo against {api}")
-    sim = Simulator(demo.call("GET", "/account-settings")["psa"]["base_url"])
-    # Set up what step 6 needs whatever an earlier run left: the ticket open, its board ignoring changes.
+def run(api: str, provider: str) -> None:
+    demo = Demo(api, provider)
+    print(f"FlowPilot Writeback demo against {api}, on {demo.psa} (account {DEMO_ACCOUNTS[provider][0]})")
+    about = demo.call("GET", "/__devstack")
+    if provider not in about:
+        raise SystemExit(f"this stack has no {demo.psa} simulator")
+    sim = Simulator(str(about[provider]))
+    # Set up what the silent-reject story needs whatever an earlier run left: the ticket open, changes ignored.
     sim.set_faults(SILENT_REJECT_TICKET, ignore_status_change=False)
-    sim.reopen(SILENT_REJECT_TICKET)
+    sim.reopen(SILENT_REJECT_TICKET, OPEN_STATUS_ID)
     sim.set_faults(SILENT_REJECT_TICKET, ignore_status_change=True)
     try:
         _story(demo, sim)
     finally:
         # Leave the ticket as the seed made it, so the next run (or a person trying it) sees the same.
         sim.set_faults(SILENT_REJECT_TICKET, ignore_status_change=False)
-        sim.reopen(SILENT_REJECT_TICKET)
+        sim.reopen(SILENT_REJECT_TICKET, OPEN_STATUS_ID)
         sim.set_faults(SILENT_REJECT_TICKET, ignore_status_change=True)
     print("\nDemo complete.")
 
 
 def _story(demo: Demo, sim: Simulator) -> None:
 
-    demo.say("An engineer opens a session on ConnectWise ticket 1001 and records what they find.")
+    demo.say(f"An engineer opens a session on {demo.psa} ticket 1001 and records what they find.")
     sid = demo.session("VPN drops every 10 minutes", "Remote user's VPN disconnects every ~10 minutes.", "1001")
     demo.evidence(sid, "confirmed", "Drops coincide with the adapter's power-saving timer")
     demo.evidence(sid, "tried", "Reinstalled the VPN client", "Still drops")
@@ -153,13 +160,14 @@ def _story(demo: Demo, sim: Simulator) -> None:
         {"markdown": package["markdown"], "escalation_reason": "Needs Microsoft support case"},
     )
     demo.show(escalated, ("outcome", "session_status", "external_id", "verified_status_name"))
-    note = sim.ticket("1002")["notes"][-1]
-    print(
-        f"      CW note flags: internalAnalysis={note['internalAnalysisFlag']} "
-        f"detailDescription={note['detailDescriptionFlag']} resolution={note['resolutionFlag']}"
-    )
+    shown = sim.ticket("1002")
+    view, wire = shown["note_views"][-1], shown["notes"][-1]
+    own = {k: wire[k] for k in VISIBILITY_FIELDS[demo.provider] if k in wire}
+    print(f"      on the ticket: note {view['id']}, customer_visible={view['customer_visible']}; {demo.psa} says {own}")
+    if view["customer_visible"]:
+        raise SystemExit("the escalation note is visible to the customer")
 
-    demo.say("Ticket 1003's board silently ignores status changes: CW answers 200 and changes nothing.")
+    demo.say(f"Ticket 1003's workflow silently ignores status changes: {demo.psa} answers 200 and changes nothing.")
     notes_before = len(sim.ticket(SILENT_REJECT_TICKET)["notes"])
     rid = demo.session("Printer offline on 3rd floor", "Floor printer shows offline for everyone.", "1003")
     demo.evidence(rid, "tried", "Restarted the print spooler on the print server", "Printer back online")
@@ -171,7 +179,7 @@ def _story(demo: Demo, sim: Simulator) -> None:
     )
     demo.show(failed["error"])
 
-    demo.say("An admin fixes the board's workflow in CW; the engineer posts again. It resumes at the status change.")
+    demo.say(f"An admin fixes the workflow in {demo.psa}; the engineer posts again. It resumes at the status change.")
     sim.set_faults(SILENT_REJECT_TICKET, ignore_status_change=False)
     resumed = demo.call(
         "POST",
@@ -195,9 +203,17 @@ def _story(demo: Demo, sim: Simulator) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--api", default=default_api(), help="the stack's URL (default: from API_PORT, else 3000)")
+    parser.add_argument(
+        "--psa",
+        default=os.environ.get("PSA") or "connectwise",
+        help="connectwise (default), autotask or halopsa (halo): which demo account and simulator (env PSA)",
+    )
     args = parser.parse_args()
+    provider = ALIASES.get(args.psa.lower(), args.psa.lower())
+    if provider not in DEMO_ACCOUNTS:
+        sys.exit(f"PSA={args.psa!r}: choose connectwise, autotask or halopsa")
     try:
-        run(args.api)
+        run(args.api, provider)
     except httpx.ConnectError:
         sys.exit(
             f"Nothing answers at {args.api}: start the local stack first with `make dev` "

@@ -1,4 +1,5 @@
-"""The local stack's one exception to the PSA egress rules: the ConnectWise simulator listens on loopback.
+"""The local stack's exceptions for its PSA simulators, which listen on loopback: the egress rules allow
+loopback, and Autotask's zone lookup (a fixed Autotask URL in AWS) asks the simulator.
 
 The layer applies `flowpilot.psa.egress.rules`, which in AWS are always the production rules (https to public
 hosts, connections only to vetted addresses). The local stack, and the tests that talk to the simulator,
@@ -45,3 +46,27 @@ def loopback_psa() -> Iterator[None]:
         yield
     finally:
         restore(previous)
+
+
+@contextmanager
+def simulated_zone_lookup(sim: object) -> Iterator[None]:
+    """Autotask's zone lookup pointed at `sim` when it is the Autotask simulator (else nothing changes)."""
+    url = getattr(sim, "zone_lookup_url", None)
+    if url is None:
+        yield
+        return
+    previous = point_zone_lookup(url)
+    try:
+        yield
+    finally:
+        point_zone_lookup(previous)
+
+
+def point_zone_lookup(url: str) -> str:
+    """Install `url` as Autotask's zone lookup root; returns the one it replaced."""
+    from flowpilot.psa import autotask
+
+    previous: str = autotask.zone_lookup_url
+    autotask.zone_lookup_url = url
+    autotask.reset_caches()
+    return previous

@@ -1,4 +1,4 @@
-"""The whole local stack on one machine: moto (threaded server), the ConnectWise simulator, the HTTP API.
+"""The whole local stack on one machine: moto (threaded server), the PSA simulators, the HTTP API.
 
 No Docker, no AWS account, no API keys. `make dev` runs `python -m devstack`. State lives in memory:
 a restart starts empty and reseeds the demo account and tickets. Logs: one line per request and one per
@@ -98,8 +98,8 @@ class LocalStack:
             from devstack.server import LocalApi
 
             about = {"moto_endpoint": self.moto_url}
-            if "simulator" in self.parts:
-                about["connectwise"] = str(self.parts["simulator"].base_url)
+            for provider, sim in self.parts.get("simulators", {}).items():
+                about[provider] = sim.site_url  # the simulator root: its API and its control endpoint
             api = LocalApi(port=self.api_port, about=about)
             api.start()
             self.parts["api"] = api
@@ -129,7 +129,7 @@ class LocalStack:
     def _start_simulator(self) -> None:
         from devstack import demo_account
 
-        self.parts.update(demo_account.start_simulator_and_configure())
+        self.parts.update(demo_account.start_simulators_and_configure())
 
     def stop(self, drain_seconds: float | None = None) -> None:
         """Stop everything; the HTTP API first, letting requests in flight finish (bounded)."""
@@ -138,8 +138,9 @@ class LocalStack:
                 self.parts["api"].stop()
             else:
                 self.parts["api"].stop(drain_seconds)
-        if "simulator" in self.parts:
-            self.parts["simulator"].stop()
+        from devstack import demo_account
+
+        demo_account.stop_simulators(self.parts)
         for name in ("step_log", "atomic", "dispatch"):
             if name in self.parts:
                 self.parts[name].__exit__(None, None, None)
@@ -162,19 +163,21 @@ class LocalStack:
         ]
         for name, arn in self.parts.get("state_machines", {}).items():
             lines.append(f"  state machine   {name}: {arn}")
-        if "simulator" in self.parts:
-            lines.append(f"  ConnectWise     {self.parts['simulator'].base_url}   (simulator, demo tickets 1001-1006)")
+        if "simulators" in self.parts:
+            from devstack import demo_account
+
+            lines += demo_account.describe(self.parts["simulators"])
         writer = "Claude (ANTHROPIC_API_KEY set)" if os.environ.get("ANTHROPIC_API_KEY") else "offline writer"
         lines += [
             f"  writer          {writer}",
             f"  routes          {len(template.routes())}; identity from X-Dev-Account-Id / X-Dev-User-Id "
-            "(default acct-dev / engineer-dev)",
+            "(default acct-dev / engineer-dev; acct-autotask and acct-halo use the other two PSAs)",
             "",
             "Try:",
             f"  curl -s -X POST {self.api_url}/ai-sessions -H 'Content-Type: application/json' \\",
             '       -d \'{"title": "VPN drops", "problem": "User VPN disconnects every 10 minutes"}\'',
             f"  curl -s {self.api_url}/ai-sessions",
-            "  make demo     # the whole flow against this stack, in another terminal",
+            "  make demo     # the whole flow against this stack, in another terminal (PSA=autotask|halopsa too)",
             f"  the web console: {self.api_url}/",
             "State lives in memory: a restart starts empty and reseeds the demo. Ctrl-C stops everything.",
         ]

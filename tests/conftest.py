@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -99,6 +100,55 @@ def cw(aws_env: dict[str, str]) -> Iterator[Any]:
             aws.drain_executions(aws_env["state_machines"].split(","))
     finally:
         sim.stop()
+
+
+PROVIDERS = ("connectwise", "autotask", "halopsa")
+
+
+def start_simulator(provider: str, **kw: Any) -> Any:
+    """A started simulator of `provider`, seeded with the demo tickets 1001-1006 (`sim.demo`)."""
+    if provider == "autotask":
+        from devstack.autotask_simulator import AutotaskSimulator as simulator
+    elif provider == "halopsa":
+        from devstack.halo_simulator import HaloSimulator as simulator  # type: ignore[assignment]
+        from tests.leakcheck import register_secret
+
+        kw.setdefault("on_token_issued", lambda token: register_secret(token, "Halo simulator access token"))
+    else:
+        from devstack.cw_simulator import CWSimulator as simulator  # type: ignore[assignment]
+    sim = simulator(**kw)
+    sim.start()
+    sim.demo = sim.seed_demo()  # type: ignore[attr-defined]
+    return sim
+
+
+@contextmanager
+def simulated_psa(provider: str, aws_env: dict[str, str], **kw: Any) -> Iterator[Any]:
+    """The simulator, reachable as the local stack reaches it (loopback allowed, Autotask's zone lookup on it)."""
+    sim = start_simulator(provider, **kw)
+    try:
+        with loopback.loopback_psa(), loopback.simulated_zone_lookup(sim):
+            yield sim
+            aws.drain_executions(aws_env["state_machines"].split(","))
+    finally:
+        sim.stop()
+
+
+@pytest.fixture(params=PROVIDERS)
+def any_psa(request: pytest.FixtureRequest, api: Api, aws_env: dict[str, str]) -> Iterator[Any]:
+    """Each provider's simulator in turn, with account A connected to it (the demo account's preferences)."""
+    with simulated_psa(request.param, aws_env) as sim:
+        connect_simulator(api, sim)
+        sim.clear_requests()
+        yield sim
+
+
+def connect_simulator(api: Api, sim: Any, **preferences: Any) -> None:
+    """Save the simulator as the account's PSA connection, with its demo preferences (overridden by `preferences`)."""
+    response = api.put("/account-settings/psa-connection", sim.connection_settings())
+    assert response.status == 200, response.text
+    response = api.put("/account-settings/preferences", {**sim.preferences(), **preferences})
+    assert response.status == 200, response.text
 
 
 def connect_psa(api: Api, sim: Any, *, resolved: int | None = 5, escalated: int | None = 6) -> None:

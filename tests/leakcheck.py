@@ -108,10 +108,16 @@ def _drain() -> list[tuple[str, str]]:
 
 def _builtin_secrets() -> None:
     from devstack import sample_events, template
+    from devstack.autotask_simulator import AutotaskSimulator
     from devstack.cw_simulator import CWSimulator
+    from devstack.halo_simulator import HaloSimulator
 
     sim = CWSimulator()  # not started: only its default credentials are read
     register_psa_credentials(sim.company_id, sim.public_key, sim.private_key, "CW simulator (default)")
+    autotask = AutotaskSimulator()
+    register_secret(autotask.secret, "Autotask simulator secret (default)")
+    register_secret(autotask.integration_code, "Autotask simulator integration code (default)")
+    register_secret(HaloSimulator().client_secret, "Halo simulator client secret (default)")
     route = next((r for r in template.routes() if r.route_key == "PUT /account-settings/psa-connection"), None)
     sample = sample_events.sample_body(route) if route is not None else None
     if isinstance(sample, dict) and {"company_id", "public_key", "private_key"} <= sample.keys():

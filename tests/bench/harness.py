@@ -265,7 +265,7 @@ class Stack:
     aws: AwsMeter
     steps: StepMeter
     model: FakeMessagesApi
-    psa: Any  # devstack.cw_simulator.CWSimulator
+    psa: Any  # a devstack.psa_sim.PSASimulator (ConnectWise unless asked)
 
     def mark(self) -> Mark:
         return Mark(
@@ -322,11 +322,11 @@ def process_environment(env: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def moto_stack() -> Iterator[Stack]:
+def moto_stack(provider: str = "connectwise") -> Iterator[Stack]:
+    """moto with the real state machine, a fake Messages API, and `provider`'s simulator (demo seed)."""
     import httpx2
 
-    from devstack import aws, loopback
-    from devstack.cw_simulator import CWSimulator
+    from devstack import aws, demo_account, loopback
     from flowpilot import previews
     from flowpilot.writers.claude import ClaudeWriter
 
@@ -335,7 +335,7 @@ def moto_stack() -> Iterator[Stack]:
     model = FakeMessagesApi()
     http_client = httpx2.Client(transport=httpx2.MockTransport(model))
     meter = AwsMeter()
-    sim = CWSimulator()
+    sim = demo_account.new_simulator(provider)
     steps = StepMeter(meter, lambda: len(sim.requests))
     with (
         process_environment(bench_environment()),
@@ -349,6 +349,8 @@ def moto_stack() -> Iterator[Stack]:
         previews_patch.start()
         meter.instrument()
         sim.start()
+        zone_lookup = loopback.simulated_zone_lookup(sim)  # Autotask's: on the simulator
+        zone_lookup.__enter__()
         try:
             sim.seed_demo()
             stack = Stack(machines=machines, aws=meter, steps=steps, model=model, psa=sim)
@@ -357,6 +359,7 @@ def moto_stack() -> Iterator[Stack]:
             finally:
                 stack.drain()
         finally:
+            zone_lookup.__exit__(None, None, None)
             sim.stop()
             previews_patch.stop()
             http_client.close()

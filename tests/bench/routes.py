@@ -154,7 +154,7 @@ class Api:
     def new_session(self, ticket_id: int | None = None, title: str = "VPN drops every 10 minutes") -> str:
         body: dict[str, Any] = {"title": title, "problem": "User reports VPN drops on Wi-Fi and LAN."}
         if ticket_id is not None:
-            body["psa_ticket"] = {"provider": "connectwise", "ticket_id": str(ticket_id)}
+            body["psa_ticket"] = {"provider": self.stack.psa.provider, "ticket_id": str(ticket_id)}
         return str(self.call("POST", "/ai-sessions", 201, body=body)["id"])
 
 
