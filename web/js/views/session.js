@@ -2,6 +2,7 @@
 import { ApiError, enc, get, post, put } from "../api.js";
 import { append, field, fill, formatTime, h, statusBadge } from "../dom.js";
 import { fixesSection } from "./fixes.js";
+import { PSAS, accountPsa, psaName } from "./settings.js";
 import { writebackPanel } from "./writeback.js";
 
 const EVIDENCE_KINDS = [
@@ -95,48 +96,77 @@ function evidenceSection(sessionId, { onAdded }) {
   return { section, load, form };
 }
 
-function ticketSection(sessionId, { getSession, onLinked }) {
+/** The session's ticket, and a form to link one in the account's PSA (`psa`: its connection, or {error}). */
+function ticketSection(sessionId, psa, { getSession, onLinked }) {
   const current = h("p", {});
-  const input = field(
-    "ConnectWise ticket number",
-    h("input", { type: "text", inputmode: "numeric", pattern: "[0-9]{1,12}", required: true, autocomplete: "off" }),
-  );
+  const mismatch = h("p", { class: "hint hint--warn", hidden: true });
+  const info = psa.configured ? PSAS[psa.provider] : null;
   const message = h("p", { class: "form-message", role: "status" });
-  const form = h(
-    "form",
-    {
-      class: "inline-form",
-      onsubmit: async (event) => {
-        event.preventDefault();
-        fill(message, "Linking…");
-        try {
-          await put(`/ai-sessions/${enc(sessionId)}/psa-ticket`, { provider: "connectwise", ticket_id: input.input.value });
-          fill(message, "Ticket linked.");
-          input.input.value = "";
-          await onLinked();
-        } catch (error) {
-          fill(message, h("span", { class: "error" }, error.message));
-        }
+  let form;
+  if (info) {
+    const input = field(
+      info.ticketLabel,
+      h("input", { type: "text", inputmode: "numeric", pattern: "[0-9]{1,12}", required: true, autocomplete: "off" }),
+      info.ticketHint,
+    );
+    form = h(
+      "form",
+      {
+        class: "inline-form",
+        onsubmit: async (event) => {
+          event.preventDefault();
+          fill(message, "Linking…");
+          try {
+            const body = { provider: psa.provider, ticket_id: input.input.value };
+            await put(`/ai-sessions/${enc(sessionId)}/psa-ticket`, body);
+            fill(message, "Ticket linked.");
+            input.input.value = "";
+            await onLinked();
+          } catch (error) {
+            fill(message, h("span", { class: "error" }, error.message));
+          }
+        },
       },
-    },
-    input.row,
-    h("button", { type: "submit", class: "button" }, "Link ticket"),
-  );
+      input.row,
+      h("button", { type: "submit", class: "button" }, "Link ticket"),
+    );
+  } else if (psa.error) {
+    form = h("p", { class: "error" }, `Could not read the account's PSA connection: ${psa.error.message}`);
+  } else {
+    form = h(
+      "p",
+      { class: "hint" },
+      "This account has no PSA connection, so no ticket can be linked: ",
+      h("a", { href: "#/settings" }, "connect a PSA in Settings"),
+      ".",
+    );
+  }
   const section = h(
     "section",
     { class: "panel", "aria-labelledby": "ticket-heading" },
     h("h2", { id: "ticket-heading" }, "PSA ticket"),
     current,
+    mismatch,
     form,
     message,
   );
   function update() {
     const session = getSession();
+    const ticket = session.psa_ticket;
     fill(
       current,
-      session.psa_ticket
-        ? [`${session.psa_ticket.provider} ticket `, h("strong", {}, `#${session.psa_ticket.ticket_id}`)]
+      ticket
+        ? [`${PSAS[ticket.provider]?.name ?? ticket.provider} ticket `, h("strong", {}, `#${ticket.ticket_id}`)]
         : "No ticket linked: a post closes the session here only.",
+    );
+    const elsewhere = Boolean(ticket && info && ticket.provider !== psa.provider);
+    mismatch.hidden = !elsewhere;
+    fill(
+      mismatch,
+      elsewhere
+        ? `This ticket is in ${psaName(ticket.provider)}, but the account is connected to ${info.name}: a post will be ` +
+            `refused. Link a ticket in ${psaName(psa.provider)} instead, or change the connection in Settings.`
+        : "",
     );
     form.hidden = session.status !== "active";
   }
@@ -144,6 +174,7 @@ function ticketSection(sessionId, { getSession, onLinked }) {
 }
 
 export async function renderSession(view, sessionId, isCurrent) {
+  const psaLoad = accountPsa().catch((error) => ({ error })); // cached after the first read
   let session;
   try {
     session = await get(`/ai-sessions/${enc(sessionId)}`);
@@ -162,7 +193,7 @@ export async function renderSession(view, sessionId, isCurrent) {
   const headMeta = h("p", { class: "session-meta" });
   const resolution = h("div", {});
   const panel = writebackPanel(sessionId, { getSession, refreshSession });
-  const ticket = ticketSection(sessionId, { getSession, onLinked: refreshSession });
+  const ticket = ticketSection(sessionId, await psaLoad, { getSession, onLinked: refreshSession });
   const evidence = evidenceSection(sessionId, { onAdded: refreshSession });
   const fixes = fixesSection(sessionId, { active: session.status === "active", onDecided: refreshSession });
 
@@ -170,7 +201,11 @@ export async function renderSession(view, sessionId, isCurrent) {
     fill(
       headMeta,
       statusBadge(session.status),
-      h("span", {}, session.psa_ticket ? `ticket #${session.psa_ticket.ticket_id}` : "no ticket"),
+      h(
+        "span",
+        {},
+        session.psa_ticket ? `${psaName(session.psa_ticket.provider)} ticket #${session.psa_ticket.ticket_id}` : "no ticket",
+      ),
       h("span", {}, `state version ${session.state_version}`),
       h("span", {}, `opened by ${session.created_by} · ${formatTime(session.created_at)}`),
     );

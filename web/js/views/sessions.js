@@ -1,6 +1,9 @@
-// Sessions: filter by status (escalated = the escalation queue), page with next_cursor, start a session.
+// Sessions: filter by status (escalated = the escalation queue), page with next_cursor, start a session
+// (its ticket is in the account's PSA).
 import { ApiError, enc, get, post } from "../api.js";
+import * as auth from "../auth.js";
 import { append, field, fill, formatTime, h, statusBadge } from "../dom.js";
+import { PSAS, accountPsa, psaName } from "./settings.js";
 
 const PAGE_SIZE = 20;
 const FILTERS = [
@@ -19,7 +22,8 @@ function listHash(status, cursor) {
 }
 
 function ticketText(session) {
-  return session.psa_ticket ? `#${session.psa_ticket.ticket_id}` : "no ticket";
+  const ticket = session.psa_ticket;
+  return ticket ? `${psaName(ticket.provider)} #${ticket.ticket_id}` : "no ticket";
 }
 
 function sessionRow(session) {
@@ -37,14 +41,42 @@ function sessionRow(session) {
   );
 }
 
-function newSessionForm() {
+/** The ticket field for the account's PSA ({row, input, provider}), or why there is none ({row}, no input). */
+function ticketField(psa) {
+  if (psa.error) {
+    const why = `Could not read the account's PSA connection (${psa.error.message}); the session starts without a ticket.`;
+    return { row: h("p", { class: "error" }, why), provider: null };
+  }
+  if (!psa.configured || !PSAS[psa.provider]) {
+    return {
+      row: h(
+        "p",
+        { class: "hint" },
+        "This account has no PSA connection, so the session can't be linked to a ticket yet: ",
+        h("a", { href: "#/settings" }, "connect a PSA in Settings"),
+        ".",
+      ),
+      provider: null,
+    };
+  }
+  const info = PSAS[psa.provider];
+  const hint = [
+    "Optional.",
+    info.ticketHint,
+    auth.mode() === "local" ? "Demo tickets on the local stack: 1001–1006." : null,
+  ];
+  const { row, input } = field(
+    info.ticketLabel,
+    h("input", { type: "text", inputmode: "numeric", pattern: "[0-9]{1,12}", autocomplete: "off" }),
+    hint.filter(Boolean).join(" "),
+  );
+  return { row, input, provider: psa.provider };
+}
+
+function newSessionForm(psa) {
   const title = field("Title", h("input", { type: "text", required: true, maxlength: "200", autocomplete: "off" }));
   const problem = field("Problem", h("textarea", { rows: "3", required: true, maxlength: "10000" }));
-  const ticket = field(
-    "ConnectWise ticket number",
-    h("input", { type: "text", inputmode: "numeric", pattern: "[0-9]{1,12}", autocomplete: "off" }),
-    "Optional. Demo tickets on the local stack: 1001–1006.",
-  );
+  const ticket = ticketField(psa);
   const message = h("p", { class: "form-message", role: "status" });
   const form = h(
     "form",
@@ -53,8 +85,8 @@ function newSessionForm() {
       onsubmit: async (event) => {
         event.preventDefault();
         const body = { title: title.input.value, problem: problem.input.value };
-        const ticketId = ticket.input.value.trim();
-        if (ticketId) body.psa_ticket = { provider: "connectwise", ticket_id: ticketId };
+        const ticketId = ticket.input ? ticket.input.value.trim() : "";
+        if (ticketId) body.psa_ticket = { provider: ticket.provider, ticket_id: ticketId };
         fill(message, "Creating…");
         try {
           const { data } = await post("/ai-sessions", body);
@@ -98,14 +130,17 @@ export async function renderSessions(view, params, isCurrent) {
       ),
     ),
   );
-  append(view, filter, newSessionForm());
-
+  // The account's PSA (cached after the first read) loads beside the page of sessions.
+  const psa = accountPsa().catch((error) => ({ error }));
   const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
   if (status) query.set("status", status);
   if (cursor) query.set("cursor", cursor);
+  const pageLoad = get(`/ai-sessions?${query}`);
+  pageLoad.catch(() => {}); // reported below, once the form is in place
+  append(view, filter, newSessionForm(await psa));
   let page;
   try {
-    page = await get(`/ai-sessions?${query}`);
+    page = await pageLoad;
   } catch (error) {
     append(view, h("p", { class: "error", role: "alert" }, error.message));
     return heading;

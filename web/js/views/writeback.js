@@ -3,19 +3,31 @@
 import { ApiError, enc, get, post } from "../api.js";
 import { append, field, fill, formatTime, h } from "../dom.js";
 import { renderMarkdown } from "../markdown.js";
+import { PSAS, preferenceLabel, psaName } from "./settings.js";
 
 const KINDS = {
   "resolution-note": {
     button: "Preview resolution note",
     title: "Resolution note",
-    audience: "Customer-visible: posted as a Discussion + Resolution note.",
+    // How each PSA shows the note; "": no ticket (or a PSA this console does not know).
+    audience: {
+      connectwise: "Customer-visible: posted as a Discussion + Resolution note.",
+      autotask: 'Customer-visible: posted as a ticket note published to "All Autotask Users".',
+      halopsa: "Customer-visible: posted as an action the end user can see.",
+      "": "Customer-visible.",
+    },
     summaryLabel: "Resolution summary (optional)",
     summaryField: "resolution_summary",
   },
   "escalation-package": {
     button: "Preview escalation package",
     title: "Escalation package",
-    audience: "Internal only: posted as an Internal Analysis note; the customer is not notified.",
+    audience: {
+      connectwise: "Internal only: posted as an Internal Analysis note; the customer is not notified.",
+      autotask: "Internal only: posted as a ticket note published to internal users; the customer is not notified.",
+      halopsa: "Internal only: posted as an action hidden from the end user, with no email.",
+      "": "Internal only.",
+    },
     summaryLabel: "Escalation reason (optional)",
     summaryField: "escalation_reason",
   },
@@ -25,8 +37,16 @@ const POLL_MS = 1500;
 const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function ticketLabel(session) {
-  return session.psa_ticket ? `ticket #${session.psa_ticket.ticket_id}` : "no PSA ticket";
+  const ticket = session.psa_ticket;
+  return ticket ? `${psaName(ticket.provider)} ticket #${ticket.ticket_id}` : "no PSA ticket";
 }
+
+/** The PSA the session's ticket is in, by name ("the PSA" without a ticket). */
+function ticketPsa(session) {
+  return session.psa_ticket ? psaName(session.psa_ticket.provider) : "the PSA";
+}
+
+const settingsLink = (text) => h("a", { href: "#/settings" }, text);
 
 /** The ledger entry as a definition list (only the fields it has). */
 function ledgerList(entry) {
@@ -35,7 +55,7 @@ function ledgerList(entry) {
     ["Kind", entry.kind],
     ["State", entry.state],
     ["Outcome", entry.outcome],
-    ["Ticket", entry.ticket ? `${entry.ticket.provider} #${entry.ticket.ticket_id}` : "none (local only)"],
+    ["Ticket", entry.ticket ? `${psaName(entry.ticket.provider)} #${entry.ticket.ticket_id}` : "none (local only)"],
     ["Board", entry.board_name],
     ["Note", entry.note_id ? `${entry.note_id}${entry.note_reused_from ? " (kept from an earlier attempt)" : ""}` : null],
     ["Target status", entry.target_status_name ?? entry.target_status_id],
@@ -147,7 +167,8 @@ export function writebackPanel(sessionId, { getSession, refreshSession }) {
     const data = state.preview;
     editor.hidden = false;
     fill(previewTitle, info.title);
-    fill(audience, info.audience);
+    const provider = getSession().psa_ticket?.provider;
+    fill(audience, info.audience[PSAS[provider] ? provider : ""]);
     summaryField.row.querySelector("label").textContent = info.summaryLabel;
     note.value = data.markdown;
     renderMarkdown(rendered, data.markdown);
@@ -298,6 +319,7 @@ export function writebackPanel(sessionId, { getSession, refreshSession }) {
   async function showError(error) {
     const session = getSession();
     const ticket = ticketLabel(session);
+    const psa = ticketPsa(session);
     const d = error.details || {};
     const code = h("p", { class: "code" }, `${error.status || "network"} · ${error.code}`);
     if (error.code === "sensitive_content" && Array.isArray(d.warnings)) {
@@ -324,7 +346,7 @@ export function writebackPanel(sessionId, { getSession, refreshSession }) {
           h("strong", { class: "expected-status" }, expectedName),
           "; the ticket is actually in ",
           h("strong", { class: "actual-status" }, `${d.actual_status_name ?? "?"} (#${d.actual_status_id})`),
-          ". ConnectWise accepted the change but did not apply it, or a workflow changed it back.",
+          `. ${psa} accepted the change but did not apply it, or a workflow changed it back.`,
         ),
         d.note_kept || d.note_id
           ? h("p", {}, `The note is on the ${ticket}${d.note_id ? ` (note ${d.note_id})` : ""} and will not be posted twice.`)
@@ -333,7 +355,7 @@ export function writebackPanel(sessionId, { getSession, refreshSession }) {
           "p",
           { class: "next-step" },
           h("strong", {}, "What to do next: "),
-          `check the board's workflow rules for the ${ticket} in ConnectWise (or set its status by hand), `,
+          `check the workflow rules for the ${ticket} in ${psa} (or set its status by hand), `,
           "then press Confirm & post again. The retry resumes at the status change and never posts a second note.",
         ),
         code,
@@ -358,9 +380,21 @@ export function writebackPanel(sessionId, { getSession, refreshSession }) {
           "p",
           { class: "next-step" },
           h("strong", {}, "What to do next: "),
-          `open the ${ticket} in ConnectWise and fix the note${d.note_id ? ` ${d.note_id}` : ""}'s visibility by hand. `,
+          `open the ${ticket} in ${psa} and fix the note${d.note_id ? ` ${d.note_id}` : ""}'s visibility by hand. `,
           "The session was not closed.",
         ),
+        code,
+      );
+      return;
+    }
+    const setup = setupProblem(error, session, d);
+    if (setup) {
+      outcome.className = "outcome outcome--error";
+      fill(
+        outcome,
+        h("p", { class: "outcome-title" }, setup.title),
+        h("p", { class: "reason" }, error.message),
+        h("p", { class: "next-step" }, h("strong", {}, "What to do next: "), setup.next),
         code,
       );
       return;
@@ -382,6 +416,55 @@ export function writebackPanel(sessionId, { getSession, refreshSession }) {
       next ? h("p", { class: "next-step" }, next) : null,
       code,
     );
+  }
+
+  /** Refusals that a change of settings or ticket fixes (nothing was posted): {title, next}, or null. */
+  function setupProblem(error, session, d) {
+    const retry = " Then press Confirm & post again.";
+    if (error.code === "psa_provider_mismatch") {
+      const account = psaName(d.account_provider);
+      return {
+        title: "Not posted: the ticket is in another PSA",
+        next: [
+          `link this session to a ticket in ${account} under PSA ticket, or, if the account should post to `,
+          `${psaName(d.ticket_provider ?? session.psa_ticket?.provider)}, change the connection in `,
+          settingsLink("Settings"),
+          `.${retry}`,
+        ],
+      };
+    }
+    if (error.code === "psa_not_configured") {
+      return {
+        title: "Not posted: a setting is missing",
+        next: d.preference
+          ? [`set ${preferenceLabel(d.preference)} (${d.preference}) under Status mapping in `, settingsLink("Settings"), `.${retry}`]
+          : ["save the account's PSA connection in ", settingsLink("Settings"), `.${retry}`],
+      };
+    }
+    if (error.code === "psa_visibility_unknown") {
+      const pref = d.preference ? `${preferenceLabel(d.preference)} (${d.preference})` : "the publish value pin";
+      return {
+        title: `Not posted: ${ticketPsa(session)} does not say which note visibility to use`,
+        next: [
+          `of the values listed above, pick the one that makes this note `,
+          `${state.kind === "escalation-package" ? "internal-only" : "customer-visible"} `,
+          `and set it as ${pref} under Status mapping in `,
+          settingsLink("Settings"),
+          `.${retry}`,
+        ],
+      };
+    }
+    if (error.code === "psa_auth_failed") {
+      return {
+        title: `Not posted: ${ticketPsa(session)} refused the credentials`,
+        next: [
+          `check the API user and its keys or secret in ${ticketPsa(session)}, then save the connection again in `,
+          settingsLink("Settings"),
+          `.${retry}`,
+        ],
+      };
+    }
+    return null;
   }
 
   async function showLedger() {
