@@ -15,6 +15,7 @@ from pydantic import (
     SecretStr,
     SerializerFunctionWrapHandler,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_serializer,
 )
@@ -114,7 +115,9 @@ OptionalUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length
 class _Connection(Strict):
     @field_validator("*", mode="after")
     @classmethod
-    def _printable(cls, value: object) -> object:
+    def _printable(cls, value: object, info: ValidationInfo) -> object:
+        if info.field_name == "base_url":
+            return value  # URLs get the egress check's own answer (`invalid_base_url`) when saved
         # Secrets included, but the message never shows a value: it names the rule only.
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if isinstance(raw, str) and not raw.isprintable():

@@ -78,6 +78,14 @@ def error_response(error: FlowPilotError) -> Response[Any]:
     )
 
 
+def _message(error: dict[str, Any]) -> str:
+    """pydantic's message, except where it quotes the input: a wrong `provider` could be a pasted key."""
+    if error.get("type") == "union_tag_invalid":
+        ctx = error.get("ctx") or {}
+        return f"{ctx.get('discriminator', 'the tag')} must be one of {ctx.get('expected_tags', '')}"
+    return str(error.get("msg", error.get("type")))
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     parts = []
     for err in errors[:5]:
@@ -186,7 +194,7 @@ def make_app(*routers: Router) -> APIGatewayHttpResolver:
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:
-        detail = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in error.errors()]
+        detail = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": _message(e)} for e in error.errors()]
         body = {
             "error": {"code": "validation_error", "message": _validation_message(detail)},
             "detail": detail,
