@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
@@ -29,7 +29,6 @@ from flowpilot.psa.base import (
     PSANotConfigured,
     PSANoteNotFound,
     PSARateLimited,
-    PSAStatusNotOnBoard,
     PSATicketNotFound,
     PSATransientError,
     PSAValidationError,
@@ -38,7 +37,7 @@ from flowpilot.psa.base import (
     Ticket,
     contains_marker,
 )
-from flowpilot.psa.http import TTLCache, bad_response, json_or_none, numeric_id, operation_name, retry_after, scrub
+from flowpilot.psa.http import HTTPProvider, TTLCache, json_or_none, numeric_id, operation_name, retry_after
 
 zone_lookup_url: str = "https://webservices.autotask.net/atservicesrest/"
 """Where zone discovery asks `V1.0/zoneInformation?user=`. In AWS it is always Autotask's own; the local stack and
@@ -131,7 +130,7 @@ class AutotaskConnection:
             raise ValueError(f"Autotask connection is missing: {', '.join(missing)}")
 
 
-class AutotaskProvider:
+class AutotaskProvider(HTTPProvider):
     """`PSAProvider` for Autotask over a sync `httpx.Client`.
 
     The preferences pin what the tenant's picklists cannot say by themselves: the note types of the two notes
@@ -139,6 +138,7 @@ class AutotaskProvider:
     """
 
     name: str = "autotask"
+    vendor = "Autotask"
 
     def __init__(
         self,
@@ -152,12 +152,8 @@ class AutotaskProvider:
         public_publish_value: int | None = None,
         internal_publish_value: int | None = None,
     ) -> None:
+        super().__init__(http=http, timeout=timeout, transport=transport)
         self._conn = conn
-        self._owns_http = http is None
-        self._http = (
-            http if http is not None else httpx.Client(follow_redirects=False, transport=transport, trust_env=False)
-        )
-        self._timeout = timeout
         self._note_type_pins: dict[NoteKind, int | None] = {
             NoteKind.resolution: resolution_note_type_id,
             NoteKind.internal_analysis: escalation_note_type_id,
@@ -172,16 +168,6 @@ class AutotaskProvider:
 
     def __repr__(self) -> str:
         return f"AutotaskProvider(username={self._conn.username!r}, zone={self._zone!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
 
     # ---------------------------------------------------------------------------------------------
     # PSAProvider
@@ -198,22 +184,8 @@ class AutotaskProvider:
         """Autotask's statuses are one tenant-wide picklist, the same for every queue (our "board")."""
         return self._statuses(board_id, fresh=False)
 
-    def check_target_status(self, ticket: Ticket, status_id: int) -> BoardStatus:
-        statuses = self._statuses(ticket.board_id, fresh=False)
-        match = _status_by_id(statuses, status_id)
-        if match is None:
-            # A status added to the picklist since we cached it: one fresh look before refusing.
-            statuses = self._statuses(ticket.board_id, fresh=True)
-            match = _status_by_id(statuses, status_id)
-        if match is not None and not match.inactive:
-            return match
-        raise PSAStatusNotOnBoard(
-            board_id=ticket.board_id,
-            board_name=ticket.board_name,
-            status_id=status_id,
-            valid_statuses=[s for s in statuses if not s.inactive],
-            inactive=match is not None,
-        )
+    def _fresh_statuses(self, board_id: int) -> list[BoardStatus]:
+        return self._statuses(board_id, fresh=True)
 
     def check_note_settings(self, kind: NoteKind) -> None:
         """The `publish` value and note type a note of `kind` gets, from the tenant's picklists and the
@@ -519,12 +491,6 @@ class AutotaskProvider:
         messages = self._errors(body) or self._messages(body)
         return f": {'; '.join(messages)}" if messages else ""
 
-    def _json_object(self, resp: httpx.Response, what: str, *, write: bool = False) -> dict[str, Any]:
-        data = json_or_none(resp)
-        if not isinstance(data, dict):
-            raise self._bad_response(what, "a JSON object", write)
-        return data
-
     def _item(self, resp: httpx.Response, what: str) -> dict[str, Any] | None:
         """The `item` of a single-entity answer; None for Autotask's `{"item": null}` (no such id)."""
         data = self._json_object(resp, what)
@@ -541,11 +507,8 @@ class AutotaskProvider:
             raise self._bad_response(what, "an itemId", write=True)
         return item_id
 
-    def _bad_response(self, what: str, expected: str, write: bool) -> PSAError:
-        return bad_response("Autotask", what, expected, write=write)
-
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self._secrets)
+    def _secret_values(self) -> tuple[str, ...]:
+        return self._secrets
 
     # ---------------------------------------------------------------------------------------------
     # Picklists
@@ -799,19 +762,8 @@ def _check_length(text: str, limit: int) -> None:
 
 
 def _ticket_id(ticket_id: str) -> str:
-    # Ids go into URL paths: anything but digits would be a path injection, and is no Autotask ticket anyway.
-    tid = numeric_id(ticket_id)
-    if tid is None:
-        raise PSATicketNotFound(f"{ticket_id!r} is not an Autotask ticket id.")
-    return str(int(tid))
+    return http.ticket_id(ticket_id, "Autotask")
 
 
 def _note_id(note_id: str) -> str:
-    nid = numeric_id(note_id)
-    if nid is None:
-        raise PSANoteNotFound(f"{note_id!r} is not an Autotask note id.")
-    return str(int(nid))
-
-
-def _status_by_id(statuses: list[BoardStatus], status_id: int) -> BoardStatus | None:
-    return next((s for s in statuses if s.id == status_id), None)
+    return http.note_id(note_id, "Autotask")

@@ -11,7 +11,7 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -26,7 +26,6 @@ from flowpilot.psa.base import (
     PSAError,
     PSANoteNotFound,
     PSARateLimited,
-    PSAStatusNotOnBoard,
     PSATicketNotFound,
     PSATransientError,
     PSAValidationError,
@@ -34,7 +33,7 @@ from flowpilot.psa.base import (
     Ticket,
     contains_marker,
 )
-from flowpilot.psa.http import TTLCache, bad_response, json_or_none, operation_name, retry_after, scrub
+from flowpilot.psa.http import HTTPProvider, TTLCache, json_or_none, operation_name, retry_after
 
 BOARD_STATUS_TTL_SECONDS = 600.0
 NOTES_PAGE_SIZE = 50
@@ -104,10 +103,11 @@ class ConnectWiseConnection:
         return site if "://" in site else f"https://{site}"
 
 
-class ConnectWiseProvider:
+class ConnectWiseProvider(HTTPProvider):
     """`PSAProvider` for ConnectWise Manage over a sync `httpx.Client`."""
 
     name: str = "connectwise"
+    vendor = "ConnectWise"
 
     def __init__(
         self,
@@ -118,13 +118,9 @@ class ConnectWiseProvider:
         transport: httpx.BaseTransport | None = None,
         notify_customer_on_resolve: bool = True,
     ) -> None:
+        super().__init__(http=http, timeout=timeout, transport=transport)
         self._conn = conn
         self._notify_on_resolve = notify_customer_on_resolve
-        self._owns_http = http is None
-        self._http = (
-            http if http is not None else httpx.Client(follow_redirects=False, transport=transport, trust_env=False)
-        )
-        self._timeout = timeout
         self._base_url: str | None = conn.base_url.rstrip("/") if conn.base_url else None
         token = base64.b64encode(f"{conn.company_id}+{conn.public_key}:{conn.private_key}".encode()).decode()
         self._authorization = f"Basic {token}"
@@ -133,16 +129,6 @@ class ConnectWiseProvider:
 
     def __repr__(self) -> str:
         return f"ConnectWiseProvider(site={self._conn.site!r}, company_id={self._conn.company_id!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
 
     # ---------------------------------------------------------------------------------------------
     # PSAProvider
@@ -161,24 +147,10 @@ class ConnectWiseProvider:
             _board_status_cache.put(key, cached)
         return list(cached)
 
-    def check_target_status(self, ticket: Ticket, status_id: int) -> BoardStatus:
-        statuses = self.board_statuses(ticket.board_id)
-        match = _status_by_id(statuses, status_id)
-        if match is None:
-            # A status added on the board since we cached it: one fresh look before refusing.
-            fresh = self._load_board_statuses(ticket.board_id)
-            _board_status_cache.put((self.base_url(), self._conn.company_id.lower(), ticket.board_id), fresh)
-            statuses = list(fresh)
-            match = _status_by_id(statuses, status_id)
-        if match is not None and not match.inactive:
-            return match
-        raise PSAStatusNotOnBoard(
-            board_id=ticket.board_id,
-            board_name=ticket.board_name,
-            status_id=status_id,
-            valid_statuses=[s for s in statuses if not s.inactive],
-            inactive=match is not None,
-        )
+    def _fresh_statuses(self, board_id: int) -> list[BoardStatus]:
+        fresh = self._load_board_statuses(board_id)
+        _board_status_cache.put((self.base_url(), self._conn.company_id.lower(), board_id), fresh)
+        return list(fresh)
 
     def check_note_settings(self, kind: NoteKind) -> None:
         """Nothing to look up: CW's note flags are fixed by the API, the same in every tenant."""
@@ -417,23 +389,14 @@ class ConnectWiseProvider:
             return PSAValidationError(message + ".", details={**details, "psa_errors": psa_errors})
         return PSAError(f"ConnectWise answered HTTP {status} to {what}{said}.", details=details)
 
-    def _json_object(self, resp: httpx.Response, what: str, *, write: bool = False) -> dict[str, Any]:
-        data = json_or_none(resp)
-        if not isinstance(data, dict):
-            raise self._bad_response(what, "a JSON object", write)
-        return data
-
     def _json_list(self, resp: httpx.Response, what: str) -> list[Any]:
         data = json_or_none(resp)
         if not isinstance(data, list):
             raise self._bad_response(what, "a JSON array", write=False)
         return data
 
-    def _bad_response(self, what: str, expected: str, write: bool) -> PSAError:
-        return bad_response("ConnectWise", what, expected, write=write)
-
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self._secrets)
+    def _secret_values(self) -> tuple[str, ...]:
+        return self._secrets
 
     # ---------------------------------------------------------------------------------------------
     # Wire -> domain
@@ -504,22 +467,11 @@ def provider_for(connection: ConnectWiseConnection, **kw: Any) -> ConnectWisePro
 
 
 def _ticket_id(ticket_id: str) -> str:
-    # Ids go into URL paths: anything but digits would be a path injection, and is no CW ticket anyway.
-    tid = str(ticket_id).strip()
-    if not _TICKET_ID.match(tid):
-        raise PSATicketNotFound(f"{ticket_id!r} is not a ConnectWise ticket id.")
-    return tid
+    return http.ticket_id(ticket_id, "ConnectWise")
 
 
 def _note_id(note_id: str) -> str:
-    nid = str(note_id).strip()
-    if not _TICKET_ID.match(nid):
-        raise PSANoteNotFound(f"{note_id!r} is not a ConnectWise note id.")
-    return nid
-
-
-def _status_by_id(statuses: list[BoardStatus], status_id: int) -> BoardStatus | None:
-    return next((s for s in statuses if s.id == status_id), None)
+    return http.note_id(note_id, "ConnectWise")
 
 
 def _next_page_params(resp: httpx.Response) -> dict[str, str] | None:

@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self, TypeIs
+from typing import Any, TypeIs
 
 import httpx
 
@@ -38,7 +38,6 @@ from flowpilot.psa.base import (
     PSANotConfigured,
     PSANoteNotFound,
     PSARateLimited,
-    PSAStatusNotOnBoard,
     PSATicketNotFound,
     PSATransientError,
     PSAValidationError,
@@ -46,7 +45,15 @@ from flowpilot.psa.base import (
     Ticket,
     contains_marker,
 )
-from flowpilot.psa.http import TTLCache, bad_response, json_or_none, numeric_id, operation_name, retry_after, scrub
+from flowpilot.psa.http import (
+    HTTPProvider,
+    TTLCache,
+    bad_response,
+    json_or_none,
+    operation_name,
+    retry_after,
+    status_by_id,
+)
 
 VENDOR = "HaloPSA"
 STATUS_TTL_SECONDS = 600.0
@@ -121,10 +128,11 @@ class HaloConnection:
         return self.tenant.strip() if self.tenant and self.tenant.strip() else None
 
 
-class HaloProvider:
+class HaloProvider(HTTPProvider):
     """`PSAProvider` for HaloPSA over a sync `httpx.Client`."""
 
     name: str = "halopsa"
+    vendor = VENDOR
 
     def __init__(
         self,
@@ -152,11 +160,7 @@ class HaloProvider:
         }
         self._notify_on_resolve = notify_customer_on_resolve
         self._clock = clock
-        self._owns_http = http is None
-        self._http = (
-            http if http is not None else httpx.Client(follow_redirects=False, transport=transport, trust_env=False)
-        )
-        self._timeout = timeout
+        super().__init__(http=http, timeout=timeout, transport=transport)
         secret_hash = hashlib.sha256(conn.client_secret.encode()).hexdigest()
         tenant = conn.tenant_name or ""
         self._token_key = (self._root.lower(), conn.client_id, tenant, secret_hash)
@@ -167,16 +171,6 @@ class HaloProvider:
     def __repr__(self) -> str:
         conn = self._conn
         return f"HaloProvider(base_url={self._root!r}, client_id={conn.client_id!r}, tenant={conn.tenant!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
 
     # ---------------------------------------------------------------------------------------------
     # PSAProvider
@@ -196,24 +190,10 @@ class HaloProvider:
             _status_cache.put(key, cached)
         return list(cached)
 
-    def check_target_status(self, ticket: Ticket, status_id: int) -> BoardStatus:
-        statuses = self.board_statuses(ticket.board_id)
-        match = _status_by_id(statuses, status_id)
-        if match is None:
-            # A status added to the ticket type since we cached it: one fresh look before refusing.
-            fresh = self._load_statuses(ticket.board_id)
-            _status_cache.put((*self._config_key, ticket.board_id), fresh)
-            statuses = list(fresh)
-            match = _status_by_id(statuses, status_id)
-        if match is not None and not match.inactive:
-            return match
-        raise PSAStatusNotOnBoard(
-            board_id=ticket.board_id,
-            board_name=ticket.board_name,
-            status_id=status_id,
-            valid_statuses=[s for s in statuses if not s.inactive],
-            inactive=match is not None,
-        )
+    def _fresh_statuses(self, board_id: int) -> list[BoardStatus]:
+        fresh = self._load_statuses(board_id)
+        _status_cache.put((*self._config_key, board_id), fresh)
+        return list(fresh)
 
     def check_note_settings(self, kind: NoteKind) -> None:
         """The outcome for `kind` is set and exists in this Halo (read from `GET /api/Outcome`, cached)."""
@@ -452,18 +432,15 @@ class HaloProvider:
             operation=operation,
             what=what,
             timeout=self._timeout,
-            secrets=self._secrets(),
+            secrets=self._secret_values(),
             headers=headers,
             params=params,
             json_body=json_body,
             form=form,
         )
 
-    def _secrets(self) -> tuple[str, ...]:
+    def _secret_values(self) -> tuple[str, ...]:
         return (self._conn.client_secret, *self._tokens_seen)
-
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self._secrets())
 
     def _halo_said(self, resp: httpx.Response) -> str:
         """Halo's own words, from whichever error shape it used (scrubbed, bounded)."""
@@ -553,12 +530,6 @@ class HaloProvider:
             )
         return PSAError(f"HaloPSA answered HTTP {status} to {what}{_colon(said)}.", details=details)
 
-    def _json_object(self, resp: httpx.Response, what: str, *, write: bool = False) -> dict[str, Any]:
-        data = json_or_none(resp)
-        if not isinstance(data, dict):
-            raise bad_response(VENDOR, what, "a JSON object", write=write)
-        return data
-
     def _json_items(self, resp: httpx.Response, what: str, key: str) -> list[Any]:
         """A bare array, or Halo's list envelope (`{"<key>": [...], "record_count": n}`)."""
         data = json_or_none(resp)
@@ -647,7 +618,7 @@ class HaloProvider:
         if tid is None or not _is_int(type_id) or not _is_int(status_id):
             raise bad_response(VENDOR, "read a ticket", "a ticket with id, tickettype_id and status_id", write=False)
         type_name = data.get("tickettype_name")
-        known = _status_by_id(self.board_statuses(type_id), status_id)
+        known = status_by_id(self.board_statuses(type_id), status_id)
         status_name = known.name if known is not None else str(data.get("status_name") or "")
         return Ticket(
             id=str(tid),
@@ -730,18 +701,11 @@ def _reuse_seconds(expires_in: object) -> float:
 
 
 def _ticket_id(ticket_id: str) -> str:
-    # Ids go into URL paths and bodies: anything but digits is a path injection, and no Halo ticket anyway.
-    tid = numeric_id(ticket_id)
-    if tid is None:
-        raise PSATicketNotFound(f"{ticket_id!r} is not a HaloPSA ticket id.")
-    return tid
+    return http.ticket_id(ticket_id, VENDOR)
 
 
 def _note_id(note_id: str) -> str:
-    nid = numeric_id(note_id)
-    if nid is None:
-        raise PSANoteNotFound(f"{note_id!r} is not a HaloPSA action id.")
-    return nid
+    return http.note_id(note_id, VENDOR, "action")
 
 
 def _text(value: object) -> bool:
@@ -754,10 +718,6 @@ def _is_int(value: object) -> TypeIs[int]:
 
 def _is_html(resp: httpx.Response) -> bool:
     return "html" in resp.headers.get("content-type", "").lower()
-
-
-def _status_by_id(statuses: list[BoardStatus], status_id: int) -> BoardStatus | None:
-    return next((s for s in statuses if s.id == status_id), None)
 
 
 def _label(kind: NoteKind) -> str:

@@ -1,6 +1,7 @@
-"""What every PSA provider's HTTP side shares: one timed request that maps transport failures to PSA errors
-without leaking credentials, Retry-After parsing, a small TTL cache for per-tenant configuration, and the
-numeric-id guard for ids that go into URL paths.
+"""What every PSA provider's HTTP side shares: a base class (`HTTPProvider`: the client, scrubbing, JSON
+checks, the target-status check), one timed request that maps transport failures to PSA errors without
+leaking credentials, Retry-After parsing, a small TTL cache for per-tenant configuration, and the
+numeric-id guards for ids that go into URL paths.
 
 Providers own their vendor's wire format (URLs, headers, bodies, error shapes); this module owns none of it.
 """
@@ -11,14 +12,22 @@ import math
 import re
 import threading
 import time
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 
 from flowpilot.observability import timed_call
-from flowpilot.psa.base import PSAError, PSATransientError
+from flowpilot.psa.base import (
+    BoardStatus,
+    PSAError,
+    PSANoteNotFound,
+    PSAStatusNotOnBoard,
+    PSATicketNotFound,
+    PSATransientError,
+    Ticket,
+)
 
 DEFAULT_RETRY_AFTER = 5
 _NUMERIC_ID = re.compile(r"^[0-9]{1,12}$")
@@ -157,3 +166,91 @@ def bad_response(vendor: str, what: str, expected: str, *, write: bool) -> PSAEr
         code="psa_bad_response",
         details={"may_have_applied": write},
     )
+
+
+def ticket_id(value: object, vendor: str) -> str:
+    """A ticket id for a URL path: digits only (anything else would be a path injection, and is no ticket)."""
+    tid = numeric_id(value)
+    if tid is None:
+        raise PSATicketNotFound(f"{value!r} is not a {vendor} ticket id.")
+    return str(int(tid))
+
+
+def note_id(value: object, vendor: str, noun: str = "note") -> str:
+    nid = numeric_id(value)
+    if nid is None:
+        raise PSANoteNotFound(f"{value!r} is not a {vendor} {noun} id.")
+    return str(int(nid))
+
+
+def status_by_id(statuses: Sequence[BoardStatus], status_id: int) -> BoardStatus | None:
+    return next((s for s in statuses if s.id == status_id), None)
+
+
+class HTTPProvider:
+    """What each provider's client shares: the httpx client it may own (a context manager that closes it),
+    secrets scrubbed from every message built from upstream text, JSON-shape checks, and the target-status
+    check against the ticket's statuses with one fresh look before refusing."""
+
+    vendor: ClassVar[str]
+
+    def __init__(self, *, http: httpx.Client | None, timeout: float, transport: httpx.BaseTransport | None) -> None:
+        self._owns_http = http is None
+        self._http = (
+            http if http is not None else httpx.Client(follow_redirects=False, transport=transport, trust_env=False)
+        )
+        self._timeout = timeout
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    # --- the ticket's statuses ---
+
+    def board_statuses(self, board_id: int) -> list[BoardStatus]:
+        raise NotImplementedError
+
+    def _fresh_statuses(self, board_id: int) -> list[BoardStatus]:
+        """The statuses read again from the PSA (and cached again)."""
+        raise NotImplementedError
+
+    def check_target_status(self, ticket: Ticket, status_id: int) -> BoardStatus:
+        statuses = self.board_statuses(ticket.board_id)
+        match = status_by_id(statuses, status_id)
+        if match is None:
+            # A status added since we cached the list: one fresh look before refusing.
+            statuses = self._fresh_statuses(ticket.board_id)
+            match = status_by_id(statuses, status_id)
+        if match is not None and not match.inactive:
+            return match
+        raise PSAStatusNotOnBoard(
+            board_id=ticket.board_id,
+            board_name=ticket.board_name,
+            status_id=status_id,
+            valid_statuses=[s for s in statuses if not s.inactive],
+            inactive=match is not None,
+        )
+
+    # --- answers ---
+
+    def _secret_values(self) -> Iterable[str]:
+        """Anything that could identify the credentials (keys, secrets, tokens)."""
+        raise NotImplementedError
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._secret_values())
+
+    def _bad_response(self, what: str, expected: str, write: bool) -> PSAError:
+        return bad_response(self.vendor, what, expected, write=write)
+
+    def _json_object(self, resp: httpx.Response, what: str, *, write: bool = False) -> dict[str, Any]:
+        data = json_or_none(resp)
+        if not isinstance(data, dict):
+            raise self._bad_response(what, "a JSON object", write)
+        return data
