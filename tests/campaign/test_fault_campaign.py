@@ -1,6 +1,6 @@
 """Fault campaign: hundreds of write-backs through the real handlers, the executed state
-machine and the ConnectWise simulator, each with its own seeded mix of PSA faults, checked against the
-write-back invariants after every one.
+machine and the PSA simulators (ConnectWise, Autotask, HaloPSA: each plan draws its provider), each with its
+own seeded mix of PSA faults, checked against the same provider-neutral write-back invariants after every one.
 
 Seeded and reproducible: the seed is printed; `FLOWPILOT_CAMPAIGN_SEED=<seed>` replays a campaign,
 `FLOWPILOT_CAMPAIGN_ONLY=<i,j,...>` replays only some write-backs of it (every write-back's plan depends
@@ -13,6 +13,16 @@ never left locked (and the whole Sessions table at the end: `locked_after=0`), a
 and an abandoned attempt's note is the note of every later post of its kind to its ticket.
 
     FLOWPILOT_CAMPAIGN_SEED=20260611 .venv/bin/pytest tests/campaign -s
+
+Providers: a plan's provider comes from a stream of its own (seed, index), about a third each; ConnectWise plans
+are generated exactly as before providers were drawn. Each provider has its own account and simulator with
+that simulator's demo preferences (acct-a on ConnectWise, acct-autotask-c, acct-halo-c); what the campaign
+knows of each PSA (where a ticket lives, its open statuses, the target status of each kind, how a tenant gives
+a note the wrong visibility, the provider's own transient fault) is its profile in `tests/campaign/psa_profiles.py`.
+Autotask and Halo plans take their ticket's container and start status from the provider stream, and sometimes
+the provider's own transient fault (Autotask's thread-limit rejection, Halo's expired token) at the start or the
+moment the note is stored. Every plan kind and AWS fault applies to every provider; the one impossible
+combination, an escalation on a Halo Service Request (no Escalated status in that ticket type), is never drawn.
 
 Faults per write-back (random mix): 429 bursts with Retry-After 1 s, 5xx (`fail_next`, sometimes more
 than the state machine retries), latency 0-50 ms, note POSTs committed then dropped, silently ignored
@@ -39,9 +49,12 @@ Plan kinds beside these (classic) fault mixes, each also combined with the trans
 Checked after every write-back, once its executions ended, and again for every plan at the end: every
 note on a ticket carries the marker of one write-back of that session aimed at that ticket, at most one
 note per marker; a succeeded write-back has exactly one note, on its ticket, showing the approved text
-(the markdown of the post that got the 200, after edits) plus the marker line, with its kind's flags
-(resolve: customer-visible with resolutionFlag; escalate: internalAnalysisFlag only); a note with the
-wrong visibility only where the last write-back that settled it answered psa_note_visibility_mismatch;
+(the markdown of the post that got the 200, after edits) plus the marker line, character for character in the
+simulator's neutral view (`note_views`; what "same text" means per PSA: `psa_profiles.py`), with its kind's
+visibility (resolve: customer-visible; escalate: internal only; on ConnectWise also exactly its kind's flags);
+a note with the wrong visibility only where the last write-back that settled it answered
+psa_note_visibility_mismatch; no escalation note the PSA notified the customer about (CW processNotifications,
+Halo's email);
 the ledger's `markdown` is the note's text without the marker line (and never text that was not asked
 for), `note_amended` is claimed exactly when the kept note showed other text; the session's `psa_ticket`
 is the ticket holding the note; no 200 while any escalation note of the session is customer-visible
@@ -61,6 +74,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -69,6 +83,7 @@ import pytest
 
 from devstack import aws
 from devstack.gateway import ApiResponse
+from devstack.psa_sim import NoteView
 from tests.campaign.aws_faults import (
     ABANDON_REASONS,
     AWS_FAULTS,
@@ -77,29 +92,24 @@ from tests.campaign.aws_faults import (
     AwsFaults,
     Killed,
 )
-from tests.conftest import Api
+from tests.campaign.psa_profiles import (
+    CONNECTWISE,
+    CW_WRONG_VISIBILITY,
+    KINDS,
+    PROFILES,
+    PROVIDER_WEIGHTS,
+    PROVIDERS,
+    PSAProfile,
+)
+from tests.conftest import Api, connect_simulator, simulated_psa
 
 DEFAULT_SEED = 20260611
 DEFAULT_SIZE = 200
 FIRST_TICKET_ID = 30000
 
-KINDS = ("resolve", "escalate")
 POST_PATH = {"resolve": "resolution-note/post", "escalate": "escalation-package/post"}
 CLOSED_STATUS = {"resolve": "resolved", "escalate": "escalated"}
 OUTCOME = {"resolve": "resolved", "escalate": "escalated"}
-# Board 1 (Service Desk) uses the account defaults (5, 6); board 2 (Escalations) a per-board mapping.
-TARGET = {(1, "resolve"): 5, (1, "escalate"): 6, (2, "resolve"): 25, (2, "escalate"): 23}
-OPEN_STATUSES = {1: (1, 2, 3), 2: (21, 22, 24)}
-NOTE_FLAGS = {
-    "resolve": {"detailDescriptionFlag": True, "resolutionFlag": True, "internalAnalysisFlag": False},
-    "escalate": {
-        "detailDescriptionFlag": False,
-        "resolutionFlag": False,
-        "internalAnalysisFlag": True,
-        "issueFlag": False,
-    },
-}
-CUSTOMER_VISIBLE_FLAGS = ("detailDescriptionFlag", "resolutionFlag", "issueFlag")
 MARKER = re.compile(r"ref:fp-([A-Za-z0-9_-]+)")
 # The marker line the product appends to the approved text (DESIGN §5: "the approved text plus the marker").
 MARKER_LINE = re.compile(r"\n\n---\nFlowPilot ref:fp-[A-Za-z0-9_-]+$")
@@ -108,19 +118,6 @@ ALT_TICKET_OFFSET = 600000
 SCENARIOS = ("classic", "visibility", "amend", "relink")
 # Share of each plan kind; classic plans are generated exactly as before the other kinds existed.
 SCENARIO_WEIGHTS = (0.64, 0.13, 0.11, 0.12)
-# Tenant note defaults that give a note of the kind the wrong visibility (simulator `note_flag_overrides`).
-WRONG_VISIBILITY = {
-    "escalate": (
-        {"detailDescriptionFlag": True},
-        {"detailDescriptionFlag": True, "resolutionFlag": True, "internalAnalysisFlag": False},
-        {"issueFlag": True},
-    ),
-    "resolve": (
-        {"detailDescriptionFlag": False},
-        {"resolutionFlag": False, "internalAnalysisFlag": True},
-        {"detailDescriptionFlag": False, "resolutionFlag": False, "internalAnalysisFlag": True},
-    ),
-}
 RELINKS = ("before", "during", "after_502")
 RELINK_STEPS = ("prepare", "post_note", "transition", "verify", "record_success")
 RELINK_FAILURES = ("status", "visibility", "5xx_after_note")
@@ -176,7 +173,8 @@ class Plan:
 
     index: int
     kind: str
-    board_id: int
+    # Where the ticket lives (its profile's container: a CW board, an Autotask queue, a Halo ticket type).
+    container: int
     start_status: int
     latency: float
     rate_limit_next: int
@@ -223,6 +221,18 @@ class Plan:
     throttle_skip: int = 0
     throttle_calls: int = 0
     stop_at: str = ""
+    # The PSA (drawn from a stream of its own; see `with_provider`). Autotask and Halo: the visibility the tenant
+    # forces on the kind's notes (visibility plans, a relink after a visibility 502; CW uses note_flag_overrides),
+    # and the provider's own transient fault (its profile's knob): how many answers, armed at the "start" or
+    # the moment the note is stored ("after_note").
+    provider: str = "connectwise"
+    forced_visibility: str = ""
+    provider_transient: int = 0
+    provider_transient_at: str = ""
+
+    @property
+    def profile(self) -> PSAProfile:
+        return PROFILES[self.provider]
 
     @property
     def ticket_id(self) -> int:
@@ -239,9 +249,20 @@ class Plan:
         """The ticket id in the plan's non-canonical spelling (leading zeros, surrounding blanks)."""
         return self.padding.replace("#", str(ticket_id))
 
+    def target_for(self, kind: str) -> int:
+        return self.profile.target(self.container, kind)
+
     @property
     def target(self) -> int:
-        return TARGET[(self.board_id, self.kind)]
+        return self.target_for(self.kind)
+
+    def kinds_posted(self) -> set[str]:
+        """Every kind a post of this plan may carry (a resume re-posts one of them)."""
+        kinds = {self.kind, *self.concurrent_kinds, *([self.final_kind] if self.final_kind else [])}
+        return kinds | ({"resolve"} if self.resolve_after_leak else set())
+
+    def wrong_visibility_faults(self, sticky: bool) -> dict[str, Any]:
+        return self.profile.wrong_visibility_faults(self.kind, self.note_flag_overrides, sticky)
 
     @property
     def exhausts_retries(self) -> bool:
@@ -276,8 +297,40 @@ class Plan:
 
 
 def make_plan(seed: int, index: int, aws_faults: bool = True) -> Plan:
-    plan = _make_psa_plan(seed, index)
+    plan = with_provider(seed, _make_psa_plan(seed, index))
     return with_aws_fault(seed, plan) if aws_faults else plan
+
+
+def with_provider(seed: int, plan: Plan) -> Plan:
+    """The plan's PSA, from a stream of its own: the other streams are untouched, so a ConnectWise plan is what
+    it was before providers were drawn. Autotask and Halo plans draw from this stream what is theirs (the
+    ticket's container and start status, the visibility their tenant forces, their own transient fault) and keep
+    every other field."""
+    rng = random.Random(f"flowpilot-campaign-psa:{seed}:{plan.index}")
+    provider = rng.choices(PROVIDERS, weights=PROVIDER_WEIGHTS)[0]
+    if provider == CONNECTWISE.provider:
+        return plan
+    profile = PROFILES[provider]
+    container, start_status = profile.draw_ticket(rng, plan.kinds_posted())
+    wrong_visibility = plan.scenario == "visibility" or plan.relink_failure == "visibility"
+    transient, transient_at = 0, ""
+    if rng.random() < profile.transient_weight:
+        # At most 2 rate-limit-like answers in a row are waited out inside a step (INLINE_RATE_LIMIT_ATTEMPTS);
+        # with the 429s they stay within that, so they never cost a state-machine attempt. A Halo call goes
+        # again once after a 401, with a new token: one expiry per arming.
+        most = 1 if provider == "halopsa" else 2 - plan.rate_limit_next
+        if most > 0:
+            transient, transient_at = rng.randint(1, most), rng.choice(("start", "after_note"))
+    return replace(
+        plan,
+        provider=provider,
+        container=container,
+        start_status=start_status,
+        note_flag_overrides={},
+        forced_visibility=(("customer" if plan.kind == "escalate" else "internal") if wrong_visibility else ""),
+        provider_transient=transient,
+        provider_transient_at=transient_at,
+    )
 
 
 # Share of plans with each AWS fault (the rest: none). kill_start, record_failure and stop change how the
@@ -341,8 +394,9 @@ def with_aws_fault(seed: int, plan: Plan) -> Plan:
 def _make_psa_plan(seed: int, index: int) -> Plan:
     rng = random.Random(f"flowpilot-campaign:{seed}:{index}")
     kind = rng.choice(KINDS)
+    # The ConnectWise draws (with_provider re-draws them for the other PSAs): board 1 (80%) or 2.
     board_id = 1 if rng.random() < 0.8 else 2
-    start_status = rng.choice(OPEN_STATUSES[board_id])
+    start_status = rng.choice(CONNECTWISE.container(board_id).open_statuses)
     latency = round(rng.uniform(0.0, 0.05), 3) if rng.random() < 0.3 else 0.0
     # Each 429 really waits its Retry-After (1 s) inside the step: few and short bursts.
     rate_limit_next = (1 if rng.random() < 0.75 else 2) if rng.random() < 0.06 else 0
@@ -372,7 +426,7 @@ def _make_psa_plan(seed: int, index: int) -> Plan:
     classic = Plan(
         index=index,
         kind=kind,
-        board_id=board_id,
+        container=board_id,
         start_status=start_status,
         latency=latency,
         rate_limit_next=rate_limit_next,
@@ -408,7 +462,7 @@ def _make_psa_plan(seed: int, index: int) -> Plan:
     if scenario == "visibility":
         sticky = pick.random() < 0.5
         kind_fields.update(
-            note_flag_overrides=dict(pick.choice(WRONG_VISIBILITY[kind])),
+            note_flag_overrides=dict(pick.choice(CW_WRONG_VISIBILITY[kind])),
             sticky=sticky,
             sticky_posts=pick.randint(1, 2) if sticky else 1,
             edit_while_sticky=sticky and pick.random() < 0.5,
@@ -423,20 +477,22 @@ def _make_psa_plan(seed: int, index: int) -> Plan:
             relink=relink,
             relink_step=pick.choice(RELINK_STEPS) if relink == "during" else "",
             relink_failure=failure,
-            note_flag_overrides=dict(pick.choice(WRONG_VISIBILITY[kind])) if failure == "visibility" else {},
+            note_flag_overrides=dict(pick.choice(CW_WRONG_VISIBILITY[kind])) if failure == "visibility" else {},
             final_kind=pick.choice(KINDS) if relink == "after_502" else kind,
         )
     return replace(classic, **kind_fields)
 
 
 def markdown_for(kind: str, index: int, attempt: int) -> str:
+    # `&`, `<`, `>` and quotes: a PSA that stores HTML (Halo) must show them as typed, not as markup.
     if kind == "resolve":
         return (
             f"Campaign write-back {index}.{attempt}: reinstalled the VPN client and reset the adapter.\n\n"
-            "The connection has been stable for 30 minutes."
+            'The connection has been stable for 30 minutes (R&D\'s "<corp-vpn>" profile).'
         )
     return (
         f"## Problem\nCampaign write-back {index}.{attempt}: mailbox migration stuck.\n\n## Tried\n- Restarted the job"
+        ' (batch <2> & the "move" queue)'
     )
 
 
@@ -457,10 +513,6 @@ def writeback_module() -> Any:
 def marker_writeback(text: str) -> str | None:
     found = MARKER.findall(text)
     return found[0] if len(found) == 1 else None
-
-
-def customer_visible(note: dict[str, Any]) -> bool:
-    return any(note.get(name) is True for name in CUSTOMER_VISIBLE_FLAGS)
 
 
 def without_marker_line(text: str) -> str | None:
@@ -488,27 +540,35 @@ class Pending:
         return list(dict.fromkeys(wb for _, r in self.answered if (wb := Campaign.writeback_id_of(r))))
 
 
+@dataclass
+class Account:
+    """One provider's account in the campaign: its profile, its API client (the account's JWT claims) and its
+    simulator, connected with that simulator's demo preferences."""
+
+    profile: PSAProfile
+    api: Api
+    sim: Any
+
+
 class Campaign:
-    def __init__(self, seed: int, api: Api, cw: Any, monkeypatch: pytest.MonkeyPatch, machines: list[str]):
+    def __init__(
+        self, seed: int, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch, machines: list[str]
+    ) -> None:
         self.seed = seed
-        self.api = api
-        self.cw = cw
+        self.accounts = accounts
+        # session id -> the account it belongs to (every call about a session goes to its account).
+        self.account_of: dict[str, Account] = {}
         self.monkeypatch = monkeypatch
         self.machines = machines
         self.sfn = boto3.client("stepfunctions")
-        # ticket id -> fault knobs to set the moment the simulator stored a note on it.
+        # ticket id -> fault knobs to set the moment the simulator stored a note on it. A plan's tickets belong
+        # to one provider and are numbered by its index, so a ticket id names one simulator's ticket.
         self.after_note: dict[int, dict[str, Any]] = {}
-        store_note = cw._post_note
-
-        def post_note_then_fail(req: Any, match: re.Match[str]) -> Any:
-            reply = store_note(req, match)
-            if isinstance(req.body, dict) and isinstance(req.body.get("text"), str):
-                self.aws.note_stored(int(match.group(1)), req.body["text"], marker_writeback)
-            if faults := self.after_note.pop(int(match.group(1)), None):
-                cw.set_faults(int(match.group(1)), **faults)
-            return reply
-
-        monkeypatch.setattr(cw, "_post_note", post_note_then_fail)
+        # The provider's own transient answers armed so far (per provider), and every ticket made.
+        self.transient_armed: Counter[str] = Counter()
+        self.tickets_made: list[tuple[Account, int]] = []
+        for account in accounts.values():
+            self.watch_note_creates(account)
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self.aws = AwsFaults(self.counts, self.count)
@@ -530,8 +590,9 @@ class Campaign:
             if action and sid and (relink := self.relink_at.get(sid)) and relink[0] == action:
                 # An engineer relinks the session while its write-back runs this step.
                 del self.relink_at[sid]
-                body = {"provider": "connectwise", "ticket_id": relink[1]}
-                self.relink_answers[sid].append(self.api.put(f"/ai-sessions/{sid}/psa-ticket", body))
+                account = self.account_of[sid]
+                body = {"provider": account.profile.provider, "ticket_id": relink[1]}
+                self.relink_answers[sid].append(account.api.put(f"/ai-sessions/{sid}/psa-ticket", body))
             state = (payload.get("state") or {}) if isinstance(payload, dict) else {}
             if action and sid:
                 result, error = self.aws.around_step(
@@ -553,6 +614,8 @@ class Campaign:
         self.violations: list[tuple[Plan, str]] = []
         self.resumed: set[str] = set()
         self.writebacks: set[str] = set()
+        # writeback id -> the provider it wrote to (the summary's figures per provider).
+        self.provider_of: dict[str, str] = {}
         # writeback id -> the markdown and kind of the post that started it (a marker names its write-back).
         self.sent: dict[str, str] = {}
         self.kind_of: dict[str, str] = {}
@@ -563,6 +626,54 @@ class Campaign:
         self.phase: defaultdict[str, float] = defaultdict(float)
 
     # --- plumbing ---
+
+    def watch_note_creates(self, account: Account) -> None:
+        """The moment the simulator stored a note: the AWS fault armed for that moment (a stop), and the fault
+        knobs the plan wants from then on (the ticket breaking, the provider's transient fault)."""
+        sim, profile = account.sim, account.profile
+        handle = getattr(sim, profile.post_note_handler)
+
+        def create_then_arm(req: Any, match: re.Match[str]) -> Any:
+            reply = handle(req, match)
+            in_path = int(match.group(1)) if match.groups() else None
+            for tid, text in profile.stored_notes(req.body, in_path):
+                self.aws.note_stored(tid, text, marker_writeback)
+                if faults := self.after_note.pop(tid, None):
+                    transient = faults.pop(profile.transient_knob, 0) if profile.transient_knob else 0
+                    if faults:
+                        sim.set_faults(tid, **faults)
+                    self.arm_transient(account, tid, transient)
+            return reply
+
+        self.monkeypatch.setattr(sim, profile.post_note_handler, create_then_arm)
+
+    def arm_after_note(self, tid: int, **knobs: Any) -> None:
+        self.after_note.setdefault(tid, {}).update(knobs)
+
+    def arm_transient(self, account: Account, tid: int, count: int) -> None:
+        """Add `count` answers of the provider's own transient fault to what the ticket has left."""
+        knob = account.profile.transient_knob
+        if not knob or not count:
+            return
+        with self._counts_lock:
+            self.transient_armed[account.profile.provider] += count
+        account.sim.set_faults(tid, **{knob: account.profile.transient_left(account.sim, tid) + count})
+
+    def disarm_transient(self, account: Account, tid: int) -> None:
+        """Take back the provider's transient answers the ticket did not hand out (they were never seen)."""
+        knob = account.profile.transient_knob
+        if not knob:
+            return
+        left = account.profile.transient_left(account.sim, tid)
+        with self._counts_lock:
+            self.transient_armed[account.profile.provider] -= left
+        account.sim.set_faults(tid, **{knob: 0})
+
+    def api_of(self, sid: str) -> Api:
+        return self.account_of[sid].api
+
+    def sim_of(self, sid: str) -> Any:
+        return self.account_of[sid].sim
 
     def count(self, what: str, n: int = 1) -> None:
         with self._counts_lock:  # posts and steps run on several threads
@@ -578,7 +689,7 @@ class Campaign:
     def post(self, session_id: str, kind: str, markdown: str, tickets: tuple[int, ...]) -> ApiResponse:
         """One post; `tickets` are those the session may have written to (checked for leaks on a 200)."""
         t = time.perf_counter()
-        response = self.api.post(f"/ai-sessions/{session_id}/{POST_PATH[kind]}", {"markdown": markdown})
+        response = self.api_of(session_id).post(f"/ai-sessions/{session_id}/{POST_PATH[kind]}", {"markdown": markdown})
         self.count(f"http_{response.status}")
         self.count("posts")
         with self._counts_lock:
@@ -587,7 +698,7 @@ class Campaign:
                 self.sent[wb], self.kind_of[wb] = markdown, kind
         if response.status == 200:
             # At the moment of the 200, no internal note of this session may be customer-visible.
-            leaking = self.leaking_escalation_notes(tickets)
+            leaking = self.leaking_escalation_notes(session_id, tickets)
             check(
                 not leaking,
                 f"HTTP 200 ({kind}, {response.body.get('writeback_id')}) while escalation note(s) of the session "
@@ -595,20 +706,19 @@ class Campaign:
             )
         return response
 
-    def leaking_escalation_notes(self, tickets: tuple[int, ...]) -> list[str]:
-        """The customer-visible notes, on these tickets, of this campaign's escalation write-backs."""
+    def leaking_escalation_notes(self, sid: str, tickets: tuple[int, ...]) -> list[str]:
+        """The customer-visible notes, on these tickets of the session's PSA, of this campaign's escalations."""
+        sim = self.account_of[sid].sim
         leaking = []
         for tid in tickets:
-            for note in self.cw.notes(tid):
-                markers = MARKER.findall(note["text"])
-                escalation = any(self.kind_of.get(m) == "escalate" for m in markers)
-                if escalation and customer_visible(note):
-                    flags = {k: note.get(k) for k in (*CUSTOMER_VISIBLE_FLAGS, "internalAnalysisFlag")}
-                    leaking.append(f"ticket {tid} note {note['id']} {flags}")
+            for note in sim.note_views(tid):
+                escalation = any(self.kind_of.get(m) == "escalate" for m in MARKER.findall(note.text))
+                if escalation and note.customer_visible:
+                    leaking.append(f"ticket {tid} note {note.id} (customer-visible)")
         return leaking
 
     def ledger(self, session_id: str, writeback_id: str) -> dict[str, Any]:
-        response = self.api.get(f"/ai-sessions/{session_id}/writebacks/{writeback_id}")
+        response = self.api_of(session_id).get(f"/ai-sessions/{session_id}/writebacks/{writeback_id}")
         check(response.status == 200, f"ledger of {writeback_id} answered {response.status}: {response.text}")
         return response.body
 
@@ -694,7 +804,8 @@ class Campaign:
     def session_item(self, sid: str) -> dict[str, Any]:
         from flowpilot.store.sessions import session_key
 
-        item = self.sessions_table.get_item(Key=session_key(self.api.account_id, sid), ConsistentRead=True)
+        account_id = self.api_of(sid).account_id
+        item = self.sessions_table.get_item(Key=session_key(account_id, sid), ConsistentRead=True)
         check("Item" in item, f"session {sid} has no item")
         return dict(item["Item"])
 
@@ -703,7 +814,7 @@ class Campaign:
 
         from flowpilot.store import dynamo
 
-        pk = dynamo.session_pk(self.api.account_id, sid)
+        pk = dynamo.session_pk(self.api_of(sid).account_id, sid)
         items = self.sessions_table.query(
             KeyConditionExpression=Key("PK").eq(pk) & Key("SK").begins_with("WB#"), ConsistentRead=True
         )["Items"]
@@ -741,7 +852,7 @@ class Campaign:
         self.aws.kill_start.add(sid)
         try:
             markdown = markdown_for(plan.kind, plan.index, 0)
-            self.api.post(f"/ai-sessions/{sid}/{POST_PATH[plan.kind]}", {"markdown": markdown})
+            self.api_of(sid).post(f"/ai-sessions/{sid}/{POST_PATH[plan.kind]}", {"markdown": markdown})
         except Killed:
             pass
         else:
@@ -806,7 +917,7 @@ class Campaign:
             self.count("healed_ended_without_recording")
 
     def check_abandoned_notes_reused(
-        self, entries: dict[str, dict[str, Any]], by_marker: dict[str, list[tuple[int, dict[str, Any]]]]
+        self, entries: dict[str, dict[str, Any]], by_marker: dict[str, list[tuple[int, NoteView]]]
     ) -> None:
         """An abandoned attempt's note (on the ticket under its marker) is the note of every later post of the
         same kind to the same ticket: never a second one."""
@@ -820,14 +931,14 @@ class Campaign:
                     continue
                 check(
                     later["note_marker"] == dead["note_marker"],
-                    f"write-back {later['writeback_id']} after abandoned {dead['writeback_id']} (note {note['id']}) "
+                    f"write-back {later['writeback_id']} after abandoned {dead['writeback_id']} (note {note.id}) "
                     f"uses marker {later['note_marker']}, not {dead['note_marker']}",
                 )
                 if later["state"] == "succeeded":
                     check(
-                        str(later.get("note_id")) == str(note["id"]),
+                        str(later.get("note_id")) == note.id,
                         f"write-back {later['writeback_id']} succeeded with note {later.get('note_id')}, the "
-                        f"abandoned {dead['writeback_id']} left note {note['id']}",
+                        f"abandoned {dead['writeback_id']} left note {note.id}",
                     )
                     self.reused_after_heal.add(dead["writeback_id"])
 
@@ -835,24 +946,25 @@ class Campaign:
 
     def start(self, plan: Plan) -> Pending:
         """Make the ticket and session, set the faults, post; returns once every write-back is terminal."""
-        cw, api = self.cw, self.api
+        account = self.accounts[plan.provider]
+        sim, profile = account.sim, account.profile
         tid = plan.ticket_id
         t0 = time.perf_counter()
         for t in plan.tickets():
-            cw.add_ticket(
-                t, board_id=plan.board_id, status_id=plan.start_status, summary=f"Campaign ticket {plan.index}"
-            )
+            profile.add_ticket(sim, t, plan.container, plan.start_status, f"Campaign ticket {plan.index}")
+            self.tickets_made.append((account, t))
         # "before": the session starts on the other ticket and is relinked to this one before the post.
         first_ticket = plan.alt_ticket_id if plan.relink == "before" else tid
-        session = api.new_session(
+        session = account.api.new_session(
             title=f"Campaign write-back {plan.index}",
-            psa_ticket={"provider": "connectwise", "ticket_id": plan.spelled(first_ticket)},
+            psa_ticket={"provider": profile.provider, "ticket_id": plan.spelled(first_ticket)},
         )
         check(
-            session["psa_ticket"]["ticket_id"] == str(first_ticket),
+            session["psa_ticket"] == {"provider": profile.provider, "ticket_id": str(first_ticket)},
             f"a session created on {plan.spelled(first_ticket)!r} names {session['psa_ticket']}",
         )
         sid = session["id"]
+        self.account_of[sid] = account
         self.phase["setup"] += time.perf_counter() - t0
         pending = Pending(plan, sid)
         self.arm_aws_fault(plan, sid)
@@ -866,13 +978,14 @@ class Campaign:
                 self.redeliver.pop(sid, None)
                 self.relink_at.pop(sid, None)
             return pending
-        cw.set_faults(tid, **plan.faults())
+        sim.set_faults(tid, **plan.faults())
+        self.provider_transient(plan, account, tid)
         if plan.redeliver_step:
             self.redeliver[sid] = plan.redeliver_step
         if plan.after_note == "5xx":
-            self.after_note[tid] = {"fail_next": EXHAUSTING_FAILURES + 1}
+            self.arm_after_note(tid, fail_next=EXHAUSTING_FAILURES + 1)
         elif plan.after_note == "auth":
-            self.after_note[tid] = {"auth_fail": True}
+            self.arm_after_note(tid, auth_fail=True)
         self.configure(
             drift_check_seconds=plan.drift_check_seconds, wait_seconds=0 if plan.client_timeout_retry else 20
         )
@@ -932,7 +1045,7 @@ class Campaign:
         if plan.scenario != "classic":
             # Its posts were checked one by one as they ended; once more with everything it did.
             self.check_invariants(plan, sid, answered)
-            self.counts["notes"] += sum(len(self.cw.notes(t)) for t in plan.tickets())
+            self.counts["notes"] += sum(len(self.sim_of(sid).note_views(t)) for t in plan.tickets())
             return
         if plan.client_timeout_retry and answered[0][1].status == 202:
             entry = self.ledger(sid, answered[0][1].body["writeback_id"])
@@ -951,21 +1064,23 @@ class Campaign:
 
         if plan.resume and self.session(sid)["status"] == "active":
             self.resume(plan, sid, answered)
-        self.counts["notes"] += len(self.cw.notes(plan.ticket_id))
+        self.counts["notes"] += len(self.sim_of(sid).note_views(plan.ticket_id))
 
     def resume(self, plan: Plan, sid: str, answered: list[tuple[str, ApiResponse]]) -> None:
-        """The admin fixed the board's workflow (or CW recovered): the engineer posts again."""
-        tid = plan.ticket_id
+        """The admin fixed the board's workflow (or the PSA recovered): the engineer posts again."""
+        tid, account = plan.ticket_id, self.account_of[sid]
+        sim = account.sim
         last = self.session(sid)["last_writeback"]
         check(
             last and last["state"] in {"failed", "abandoned"}, f"the session is active, its last write-back is {last}"
         )
         failed = self.ledger(sid, last["writeback_id"])
         kind = failed["kind"]
-        notes_before = self.cw.notes(tid)
-        kept = [n for n in notes_before if failed["note_marker"] in n["text"]]
+        notes_before = sim.note_views(tid)
+        kept = [n for n in notes_before if failed["note_marker"] in n.text]
         self.after_note.pop(tid, None)
-        self.cw.set_faults(
+        self.disarm_transient(account, tid)
+        sim.set_faults(
             tid,
             ignore_status_change=False,
             revert_status_after=None,
@@ -983,34 +1098,30 @@ class Campaign:
         check(response.status == 200, f"the resumed post answered {response.status}: {response.text}")
         self.settle(sid, [response.body["writeback_id"]])
         self.check_invariants(plan, sid, answered)
-        notes = self.cw.notes(tid)
+        notes = sim.note_views(tid)
         entry = self.ledger(sid, response.body["writeback_id"])
         if kept:
             # The note of the failed write-back stands; the resume only changes the status.
             check(
-                [n["id"] for n in notes] == [n["id"] for n in notes_before],
-                f"the resume changed the notes: before {[n['id'] for n in notes_before]}, "
-                f"after {[n['id'] for n in notes]}",
+                [n.id for n in notes] == [n.id for n in notes_before],
+                f"the resume changed the notes: before {[n.id for n in notes_before]}, after {[n.id for n in notes]}",
             )
             check(
-                response.body["external_id"] == str(kept[0]["id"]),
-                f"the resume answered note {response.body['external_id']}, the failed write-back "
-                f"posted {kept[0]['id']}",
+                response.body["external_id"] == kept[0].id,
+                f"the resume answered note {response.body['external_id']}, the failed write-back posted {kept[0].id}",
             )
             check(
                 entry.get("note_reused_from") == failed["writeback_id"],
                 f"the resumed ledger says note_reused_from={entry.get('note_reused_from')!r}",
             )
         else:
-            new = [n for n in notes if n["id"] not in {m["id"] for m in notes_before}]
+            new = [n for n in notes if n.id not in {m.id for m in notes_before}]
             check(
-                len(new) == 1 and entry["note_marker"] in new[0]["text"],
-                f"the resume (nothing posted before) made notes {[n['id'] for n in new]}",
+                len(new) == 1 and entry["note_marker"] in new[0].text,
+                f"the resume (nothing posted before) made notes {[n.id for n in new]}",
             )
-        check(
-            self.cw.ticket(tid)["status"]["id"] == TARGET[(plan.board_id, kind)],
-            f"after the resume the ticket is at {self.cw.ticket(tid)['status']}",
-        )
+        status = sim.status_id(tid)
+        check(status == plan.target_for(kind), f"after the resume the ticket is at {status}")
 
     # --- the other plan kinds: posts one after another, each checked once its execution ended ---
 
@@ -1022,10 +1133,10 @@ class Campaign:
         plan, sid = pending.plan, pending.sid
         markdown = markdown_for(kind, plan.index, attempt)
         shown_before = {
-            f"ref:fp-{marker}": without_marker_line(note["text"])
+            f"ref:fp-{marker}": without_marker_line(note.text)
             for t in plan.tickets()
-            for note in self.cw.notes(t)
-            for marker in MARKER.findall(note["text"])
+            for note in self.sim_of(sid).note_views(t)
+            for marker in MARKER.findall(note.text)
         }
         response = self.post(sid, kind, markdown, plan.tickets())
         self.check_response(response)
@@ -1058,7 +1169,7 @@ class Campaign:
         """The plan's transient faults on this ticket, when they belong to this post ("first" or "final")."""
         if phase is not None and plan.faults_on != phase:
             return
-        self.cw.set_faults(
+        self.sim_of(sid).set_faults(
             tid,
             latency=plan.latency,
             rate_limit_next=plan.rate_limit_next,
@@ -1066,31 +1177,32 @@ class Campaign:
             fail_next=plan.fail_next,
             drop_after_commit_next=plan.drop_after_commit_next,
         )
+        self.provider_transient(plan, self.account_of[sid], tid)
         if plan.redeliver_step:
             self.redeliver[sid] = plan.redeliver_step
 
+    def provider_transient(self, plan: Plan, account: Account, tid: int) -> None:
+        """The provider's own transient fault, now or the moment the note is stored."""
+        if plan.provider_transient_at == "start":
+            self.arm_transient(account, tid, plan.provider_transient)
+        elif plan.provider_transient_at == "after_note":
+            self.arm_after_note(tid, **account.profile.transient_faults(plan.provider_transient))
+
     def clear_faults(self, sid: str, tid: int) -> None:
+        """The tenant was fixed: no transient faults left, note defaults and update policy repaired."""
+        account = self.account_of[sid]
         self.redeliver.pop(sid, None)
         self.after_note.pop(tid, None)
-        self.cw.set_faults(
-            tid,
-            latency=0.0,
-            rate_limit_next=0,
-            fail_next=0,
-            drop_after_commit_next=0,
-            ignore_status_change=False,
-            note_flag_overrides={},
-            note_flag_overrides_sticky=False,
-            ignore_note_update=False,
-        )
+        self.disarm_transient(account, tid)
+        account.sim.set_faults(tid, **account.profile.cleared_faults())
 
     def relink(self, pending: Pending, tid: int) -> None:
         plan, sid = pending.plan, pending.sid
-        body = {"provider": "connectwise", "ticket_id": plan.spelled(tid)}
-        response = self.api.put(f"/ai-sessions/{sid}/psa-ticket", body)
+        provider = plan.provider
+        body = {"provider": provider, "ticket_id": plan.spelled(tid)}
+        response = self.api_of(sid).put(f"/ai-sessions/{sid}/psa-ticket", body)
         check(
-            response.status == 200
-            and response.body["psa_ticket"] == {"provider": "connectwise", "ticket_id": str(tid)},
+            response.status == 200 and response.body["psa_ticket"] == {"provider": provider, "ticket_id": str(tid)},
             f"relinking to {body['ticket_id']!r} answered {response.status}: {response.text}",
         )
         self.count("relinks")
@@ -1098,7 +1210,8 @@ class Campaign:
     def visibility_plan(self, plan: Plan, pending: Pending) -> None:
         """The tenant stores notes with the wrong visibility: repaired (200), or a 502 until the tenant is fixed."""
         tid, sid = plan.ticket_id, pending.sid
-        self.cw.set_faults(tid, note_flag_overrides=plan.note_flag_overrides, note_flag_overrides_sticky=plan.sticky)
+        sim = self.sim_of(sid)
+        sim.set_faults(tid, **plan.wrong_visibility_faults(plan.sticky))
         if not plan.sticky:
             self.transient_faults(plan, sid, tid)
             self.expect(pending, plan.kind, 0, "", "a visibility the note update repairs")
@@ -1109,72 +1222,73 @@ class Campaign:
         for n in range(plan.sticky_posts):
             attempt = n if plan.edit_while_sticky else 0
             entry = self.expect(pending, plan.kind, attempt, "psa_note_visibility_mismatch", f"sticky post {n + 1}")
-            notes = self.cw.notes(tid)
-            check(len(notes) == 1, f"sticky post {n + 1}: notes {[x['id'] for x in notes]} on the ticket")
+            notes = sim.note_views(tid)
+            check(len(notes) == 1, f"sticky post {n + 1}: notes {[x.id for x in notes]} on the ticket")
             details = entry["error"].get("details") or {}
             check(
-                str(details.get("note_id")) == str(notes[0]["id"])
-                and details.get("customer_visible") is customer_visible(notes[0]),
+                str(details.get("note_id")) == notes[0].id
+                and details.get("customer_visible") is notes[0].customer_visible,
                 f"sticky post {n + 1}: the 502 names {details}, the ticket shows {notes[0]}",
             )
             self.count("visibility_502")
             if n == 0:  # the transient faults belong to the first post only
                 self.clear_faults(sid, tid)
-                self.cw.set_faults(tid, note_flag_overrides=plan.note_flag_overrides, note_flag_overrides_sticky=True)
+                sim.set_faults(tid, **plan.wrong_visibility_faults(True))
         kind = plan.kind
         if plan.resolve_after_leak:
             # The handoff leaks: resolving the same session must not answer 200 beside it, nor post anything.
             self.expect(pending, "resolve", 0, "psa_note_visibility_mismatch", "a resolve while the handoff leaks")
-            notes = self.cw.notes(tid)
-            check(len(notes) == 1, f"a resolve beside a leaking handoff left notes {[x['id'] for x in notes]}")
+            notes = sim.note_views(tid)
+            check(len(notes) == 1, f"a resolve beside a leaking handoff left notes {[x.id for x in notes]}")
             self.count("guard_blocked")
             kind = "resolve"
         self.clear_faults(sid, tid)  # the tenant's admin fixed the note defaults
         self.transient_faults(plan, sid, tid, "final")
         final = 7 if plan.edit_final else attempt if kind == plan.kind else 0
         entry = self.expect(pending, kind, final, "", "the re-post once the tenant was fixed")
-        notes = self.cw.notes(tid)
+        notes = sim.note_views(tid)
         if kind == plan.kind:
             check(
                 len(notes) == 1 and entry.get("note_reused_from"),
-                f"the re-post made notes {[x['id'] for x in notes]} (reused from {entry.get('note_reused_from')})",
+                f"the re-post made notes {[x.id for x in notes]} (reused from {entry.get('note_reused_from')})",
             )
         else:
-            check(len(notes) == 2, f"the resolve after the repaired handoff left notes {[x['id'] for x in notes]}")
+            check(len(notes) == 2, f"the resolve after the repaired handoff left notes {[x.id for x in notes]}")
 
     def amend_plan(self, plan: Plan, pending: Pending) -> None:
         """A silent reject keeps the note; the re-post (same text, or edited: amended in place) succeeds."""
         tid, sid, kind = plan.ticket_id, pending.sid, plan.kind
-        self.cw.set_faults(tid, ignore_status_change=True)
+        sim = self.sim_of(sid)
+        sim.set_faults(tid, ignore_status_change=True)
         self.transient_faults(plan, sid, tid, "first")
         self.expect(pending, kind, 0, "psa_status_not_applied", "a silently rejected status change")
-        kept = self.cw.notes(tid)
-        check(len(kept) == 1, f"the 502 left notes {[x['id'] for x in kept]}")
+        kept = sim.note_views(tid)
+        check(len(kept) == 1, f"the 502 left notes {[x.id for x in kept]}")
         self.clear_faults(sid, tid)
         attempt = 0 if plan.amend == "same" else 1
         if plan.amend == "dropped":
-            self.cw.set_faults(tid, ignore_note_update=True)
+            sim.set_faults(tid, ignore_note_update=True)
             entry = self.expect(pending, kind, 1, "psa_note_not_amended", "an amendment the PSA dropped")
             check(
                 entry.get("markdown") is None and entry.get("requested_markdown") == markdown_for(kind, plan.index, 1),
                 f"the dropped amendment's ledger says markdown={entry.get('markdown')!r}",
             )
-            status = self.cw.ticket(tid)["status"]["id"]
+            status = sim.status_id(tid)
             check(status == plan.start_status, f"a note that was not amended, yet the status moved to {status}")
-            notes = self.cw.notes(tid)
+            notes = sim.note_views(tid)
             check(
-                len(notes) == 1 and without_marker_line(notes[0]["text"]) == markdown_for(kind, plan.index, 0),
-                f"the PSA dropped the amendment, yet the ticket shows {[x['text'] for x in notes]}",
+                len(notes) == 1 and without_marker_line(notes[0].text) == markdown_for(kind, plan.index, 0),
+                f"the PSA dropped the amendment, yet the ticket shows {[x.text for x in notes]}",
             )
-            self.cw.set_faults(tid, ignore_note_update=False)
+            sim.set_faults(tid, ignore_note_update=False)
             self.count("amend_dropped")
             attempt = 2 if plan.edit_final else 1
         self.transient_faults(plan, sid, tid, "final")
         entry = self.expect(pending, kind, attempt, "", f"the re-post ({plan.amend})")
-        notes = self.cw.notes(tid)
+        notes = sim.note_views(tid)
         check(
-            [x["id"] for x in notes] == [kept[0]["id"]],
-            f"the re-post changed the notes from {[kept[0]['id']]} to {[x['id'] for x in notes]}",
+            [x.id for x in notes] == [kept[0].id],
+            f"the re-post changed the notes from {[kept[0].id]} to {[x.id for x in notes]}",
         )
         check(
             bool(entry.get("note_amended")) is (attempt != 0),
@@ -1184,6 +1298,7 @@ class Campaign:
     def relink_plan(self, plan: Plan, pending: Pending) -> None:
         """The session's ticket changes before, during, or after a failed write-back."""
         tid, alt, sid = plan.ticket_id, plan.alt_ticket_id, pending.sid
+        sim = self.sim_of(sid)
         if plan.relink == "before":
             self.relink(pending, tid)
             self.transient_faults(plan, sid, tid)
@@ -1197,7 +1312,8 @@ class Campaign:
                 [(r.status, r.body["error"]["code"]) for r in answers] == [(409, "writeback_in_progress")],
                 f"relinking during {plan.relink_step} answered {[(r.status, r.text) for r in answers]}",
             )
-            late = self.api.put(f"/ai-sessions/{sid}/psa-ticket", {"provider": "connectwise", "ticket_id": str(alt)})
+            body = {"provider": plan.provider, "ticket_id": str(alt)}
+            late = self.api_of(sid).put(f"/ai-sessions/{sid}/psa-ticket", body)
             check(
                 late.status == 409 and late.body["error"]["code"] == "session_already_closed",
                 f"relinking a closed session answered {late.status}: {late.text}",
@@ -1206,45 +1322,52 @@ class Campaign:
         else:
             failure = plan.relink_failure
             if failure == "status":
-                self.cw.set_faults(tid, ignore_status_change=True)
+                sim.set_faults(tid, ignore_status_change=True)
             elif failure == "visibility":
-                self.cw.set_faults(tid, note_flag_overrides=plan.note_flag_overrides, note_flag_overrides_sticky=True)
+                sim.set_faults(tid, **plan.wrong_visibility_faults(True))
             else:
-                self.after_note[tid] = {"fail_next": EXHAUSTING_FAILURES + 1}
+                self.arm_after_note(tid, fail_next=EXHAUSTING_FAILURES + 1)
             self.transient_faults(plan, sid, tid, "first")
             self.expect(pending, plan.kind, 0, FAILURE_CODE[failure], f"the first post ({failure})")
-            kept = self.cw.notes(tid)
-            check(len(kept) == 1, f"the failed post ({failure}) left notes {[x['id'] for x in kept]}")
+            kept = sim.note_views(tid)
+            check(len(kept) == 1, f"the failed post ({failure}) left notes {[x.id for x in kept]}")
             self.clear_faults(sid, tid)
             self.relink(pending, alt)
             self.transient_faults(plan, sid, alt, "final")
             entry = self.expect(
                 pending, plan.final_kind, 7 if plan.edit_final else 0, "", "the post to the relinked ticket"
             )
-            moved = self.cw.notes(alt)
+            moved = sim.note_views(alt)
             check(
-                not entry.get("note_reused_from") and [str(x["id"]) for x in moved] == [str(entry["note_id"])],
+                not entry.get("note_reused_from") and [x.id for x in moved] == [str(entry["note_id"])],
                 f"the post to the new ticket reused {entry.get('note_reused_from')!r}; its notes {moved}",
             )
-            check(
-                [x["id"] for x in self.cw.notes(tid)] == [kept[0]["id"]],
-                f"the old ticket's notes changed from {[kept[0]['id']]} to {[x['id'] for x in self.cw.notes(tid)]}",
-            )
+            left = [x.id for x in sim.note_views(tid)]
+            check(left == [kept[0].id], f"the old ticket's notes changed from {[kept[0].id]} to {left}")
             self.count("new_note_after_relink")
 
     def session(self, sid: str) -> dict[str, Any]:
-        response = self.api.get(f"/ai-sessions/{sid}")
+        response = self.api_of(sid).get(f"/ai-sessions/{sid}")
         check(response.status == 200, f"GET session answered {response.status}")
         return response.body
 
     def count_psa_faults(self) -> None:
-        for request in self.cw.requests:
-            if request.status == 429:
-                self.counts["psa_429"] += 1
-            elif request.status >= 500:
-                self.counts["psa_5xx"] += 1
-            elif request.status == 0:
-                self.counts["psa_dropped"] += 1
+        # The provider's own transient answers handed out: those armed, less those the tickets still hold.
+        handed_out = Counter(self.transient_armed)
+        for account, tid in self.tickets_made:
+            handed_out[account.profile.provider] -= account.profile.transient_left(account.sim, tid)
+        self.counts["psa_thread_limit"] = handed_out["autotask"]
+        self.counts["psa_token_expired"] = handed_out["halopsa"]
+        for account in self.accounts.values():
+            for request in account.sim.requests:
+                if request.status == 429:
+                    self.counts["psa_429"] += 1
+                elif request.status >= 500:
+                    self.counts["psa_5xx"] += 1
+                elif request.status == 0:
+                    self.counts["psa_dropped"] += 1
+        # Autotask's thread-limit rejection is an HTTP 500: counted on its own, not as a 5xx.
+        self.counts["psa_5xx"] -= self.counts["psa_thread_limit"]
 
     # --- invariants ---
 
@@ -1258,11 +1381,12 @@ class Campaign:
             self.phase["invariants"] += time.perf_counter() - t
 
     def _check_invariants(self, plan: Plan, sid: str, answered: list[tuple[str, ApiResponse]]) -> None:
-        cw = self.cw
+        sim, profile = self.account_of[sid].sim, self.account_of[sid].profile
         writeback_ids = list(dict.fromkeys(wb for _, r in answered if (wb := self.writeback_id_of(r))))
         # Every write-back the session has, also those no answer named (a post killed before it answered).
         writeback_ids += [wb for wb in self.ledger_ids(sid) if wb not in writeback_ids]
         self.writebacks.update(writeback_ids)
+        self.provider_of.update(dict.fromkeys(writeback_ids, plan.provider))
         entries = {wb: self.ledger(sid, wb) for wb in writeback_ids}
 
         # No session left locked once its write-backs ended; an abandoned entry says why.
@@ -1328,46 +1452,53 @@ class Campaign:
         # Notes, on every ticket the session could have written to: each carries the marker of one write-back
         # of this session aimed at that ticket, at most one note per marker (a resume reuses its
         # predecessor's marker), and the visibility of its kind unless the last write-back that settled it
-        # answered psa_note_visibility_mismatch (a tenant no update can change).
-        notes_at = {t: cw.notes(t) for t in plan.tickets()}
+        # answered psa_note_visibility_mismatch (a tenant no update can change); no escalation note the PSA
+        # notified the customer about, whatever the tenant did (the product always asks it not to).
+        notes_at: dict[int, list[NoteView]] = {t: sim.note_views(t) for t in plan.tickets()}
         marker_entries: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         for entry in sorted(entries.values(), key=lambda e: (e["created_at"], e["writeback_id"])):
             marker_entries[entry["note_marker"]].append(entry)
-        by_marker: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        by_marker: dict[str, list[tuple[int, NoteView]]] = {}
         for t, notes in notes_at.items():
             for note in notes:
-                found = MARKER.findall(note["text"])
-                check(len(found) == 1, f"note {note['id']} on ticket {t} carries markers {found}")
+                found = MARKER.findall(note.text)
+                check(len(found) == 1, f"note {note.id} on ticket {t} carries markers {found}")
                 by_marker.setdefault(f"ref:fp-{found[0]}", []).append((t, note))
         for marker, marked in by_marker.items():
-            where = [(t, n["id"]) for t, n in marked]
+            where = [(t, n.id) for t, n in marked]
             check(marker in marker_entries, f"note(s) {where} with marker {marker} of no write-back")
             check(len(marked) == 1, f"{len(marked)} notes (ticket, id) {where} for marker {marker}")
             t, note = marked[0]
             group = marker_entries[marker]
             aimed = {int(e["ticket"]["ticket_id"]) for e in group}
-            check(aimed == {t}, f"note {note['id']} ({marker}) is on ticket {t}; its write-backs aimed at {aimed}")
+            check(aimed == {t}, f"note {note.id} ({marker}) is on ticket {t}; its write-backs aimed at {aimed}")
             kind = group[0]["kind"]
-            flags = {name: note.get(name) is True for name in NOTE_FLAGS[kind]}
-            if flags != NOTE_FLAGS[kind]:
+            if problem := profile.visibility_problem(sim, t, note, kind):
                 history = [(e["writeback_id"], e["state"], (e.get("error") or {}).get("code")) for e in group]
                 check(
                     history[-1][1:] == ("failed", "psa_note_visibility_mismatch"),
-                    f"{kind} note {note['id']} on ticket {t} shows {flags}, needs {NOTE_FLAGS[kind]}; "
-                    f"its write-backs: {history}",
+                    f"{kind} note {note.id} on ticket {t}: {problem}; its write-backs: {history}",
                 )
-        notes_by_id = {str(n["id"]): (t, n) for t, notes in notes_at.items() for n in notes}
+            if kind == "escalate":
+                check(
+                    note.id not in profile.notified(sim, t),
+                    f"escalation note {note.id} on ticket {t}: {plan.provider} notified the customer about it",
+                )
+        # A note id names a note of one ticket (Halo numbers actions per ticket: two tickets both have note 1).
+        notes_on = {(t, n.id): n for t, notes in notes_at.items() for n in notes}
         self.check_abandoned_notes_reused(entries, by_marker)
         session = self.session(sid)
         for wb, entry in entries.items():
             if entry.get("note_id"):
-                t, note = notes_by_id.get(str(entry["note_id"])) or (0, {})
-                check(note, f"ledger {wb} names note {entry['note_id']}, on none of tickets {plan.tickets()}")
-                check(entry["note_marker"] in note["text"], f"note {entry['note_id']} lacks {entry['note_marker']}")
+                aimed_at = int(entry["ticket"]["ticket_id"])
+                named = notes_on.get((aimed_at, str(entry["note_id"])))
                 check(
-                    t == int(entry["ticket"]["ticket_id"]),
-                    f"ledger {wb} aims at {entry['ticket']}, its note is on {t}",
+                    named,
+                    f"ledger {wb} names note {entry['note_id']} on ticket {aimed_at}, which has notes "
+                    f"{[n.id for n in notes_at.get(aimed_at, [])]}",
                 )
+                assert named is not None
+                check(entry["note_marker"] in named.text, f"note {entry['note_id']} lacks {entry['note_marker']}")
             if entry.get("markdown") is not None:
                 # `markdown` is set only once the ticket was read back showing what this post asked for.
                 check(
@@ -1389,14 +1520,16 @@ class Campaign:
                 )
                 t, note = marked[0]
                 check(
-                    str(note["id"]) == str(entry["note_id"]) == str(entry["external_id"]),
+                    note.id == str(entry["note_id"]) == str(entry["external_id"]),
                     f"ledger {wb}: note_id {entry['note_id']}, external_id {entry['external_id']}, note on the "
-                    f"ticket {note['id']}",
+                    f"ticket {note.id}",
                 )
-                shown = without_marker_line(note["text"])
+                # The full text, exactly: the approved markdown (trailing blanks trimmed, as the product sends
+                # it) and the marker line, as the PSA shows it (the neutral view; per PSA: psa_profiles.py).
+                shown = without_marker_line(note.text)
                 check(
-                    shown is not None and note["text"].endswith(f"FlowPilot {entry['note_marker']}"),
-                    f"note {note['id']} does not end with its marker line: {note['text']!r}",
+                    shown is not None and note.text.endswith(f"FlowPilot {entry['note_marker']}"),
+                    f"note {note.id} does not end with its marker line: {note.text!r}",
                 )
                 approved = self.sent.get(wb, "")
                 check(
@@ -1407,8 +1540,8 @@ class Campaign:
                     (entry.get("markdown") or "").rstrip() == shown,
                     f"succeeded {wb}: the ledger's markdown {entry.get('markdown')!r}, the ticket shows {shown!r}",
                 )
-                flags = {name: note.get(name) is True for name in NOTE_FLAGS[entry["kind"]]}
-                check(flags == NOTE_FLAGS[entry["kind"]], f"succeeded {wb}: its note shows {flags}")
+                problem = profile.visibility_problem(sim, t, note, entry["kind"])
+                check(not problem, f"succeeded {wb}: its note {note.id} on ticket {t}: {problem}")
                 check(
                     (session.get("psa_ticket") or {}).get("ticket_id") == str(t),
                     f"succeeded {wb} wrote to ticket {t}; the session names {session.get('psa_ticket')}",
@@ -1430,10 +1563,10 @@ class Campaign:
         if succeeded:
             entry = succeeded[0]
             kind = entry["kind"]
-            ticket_status = cw.ticket(entry["ticket"]["ticket_id"])["status"]["id"]
-            leaking = self.leaking_escalation_notes(plan.tickets())
+            ticket_status = sim.status_id(entry["ticket"]["ticket_id"])
+            leaking = self.leaking_escalation_notes(sid, plan.tickets())
             check(not leaking, f"the session is {session['status']}; escalation notes are customer-visible: {leaking}")
-            target = TARGET[(plan.board_id, kind)]
+            target = plan.target_for(kind)
             check(session["status"] == CLOSED_STATUS[kind], f"ledger succeeded, session is {session['status']}")
             check(
                 entry["verified_status_id"] == target,
@@ -1469,8 +1602,8 @@ class Campaign:
             )
             for entry in entries.values():
                 if (entry.get("error") or {}).get("code") == "psa_status_not_applied":
-                    target = TARGET[(plan.board_id, entry["kind"])]
-                    ticket_status = cw.ticket(entry["ticket"]["ticket_id"])["status"]["id"]
+                    target = plan.target_for(entry["kind"])
+                    ticket_status = sim.status_id(entry["ticket"]["ticket_id"])
                     check(ticket_status != target, f"502 psa_status_not_applied, ticket is at the target {target}")
                     details = entry["error"].get("details") or {}
                     check(details.get("expected_status_id") == target, f"502 details {details}")
@@ -1504,7 +1637,7 @@ class Campaign:
         first = min(entries, key=lambda e: (e["created_at"], e["writeback_id"]))
         code = (first.get("error") or {}).get("code")
         mixed = len(set(plan.concurrent_kinds)) > 1
-        marked = [n["id"] for n in self.cw.notes(plan.ticket_id) if first["note_marker"] in n["text"]]
+        marked = [n.id for n in self.sim_of(sid).note_views(plan.ticket_id) if first["note_marker"] in n.text]
         if plan.aws_fault == "record_failure":
             check(
                 first["state"] == "abandoned" and first.get("abandon_reason") == "recording_failed",
@@ -1542,22 +1675,32 @@ class Campaign:
 
 
 @pytest.mark.slow
-def test_fault_campaign(
-    api: Api, psa: Any, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: Any
-) -> None:
+def test_fault_campaign(api: Api, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     # pytest keeps every log record of a test until it ends; over a thousand plans the records (and the
     # tracebacks they hold) grew past 20 GB. The invariants are what this test checks: keep only CRITICAL.
     quiet = [(h, h.level) for h in logging.getLogger().handlers]
     for handler, _ in quiet:
         handler.setLevel(logging.CRITICAL)
     try:
-        _run_campaign(api, psa, aws_env, monkeypatch, capsys)
+        with ExitStack() as simulators:
+            # One account per provider, on its own simulator, with that simulator's demo preferences (CW's
+            # include the per-board targets of board 2: 25 and 23).
+            accounts: dict[str, Account] = {}
+            for profile in PROFILES.values():
+                sim = simulators.enter_context(simulated_psa(profile.provider, aws_env))
+                account_api = api if profile.account_id == api.account_id else api.as_account(profile.account_id)
+                connect_simulator(account_api, sim)
+                sim.clear_requests()
+                accounts[profile.provider] = Account(profile, account_api, sim)
+            _run_campaign(accounts, aws_env, monkeypatch, capsys)
     finally:
         for handler, level in quiet:
             handler.setLevel(level)
 
 
-def _run_campaign(api: Api, psa: Any, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+def _run_campaign(
+    accounts: dict[str, Account], aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
     seed = campaign_seed()
     indices = campaign_indices()
     verbose = bool(os.environ.get("FLOWPILOT_CAMPAIGN_VERBOSE"))
@@ -1568,22 +1711,12 @@ def _run_campaign(api: Api, psa: Any, aws_env: dict[str, str], monkeypatch: pyte
             f"reproduce: {reproduce_hint(seed)}",
             flush=True,
         )
-    response = api.put(
-        "/account-settings/preferences",
-        {
-            "cw_resolved_status_id": 5,
-            "cw_escalated_status_id": 6,
-            "cw_resolved_status_ids_by_board": {"2": 25},
-            "cw_escalated_status_ids_by_board": {"2": 23},
-        },
-    )
-    assert response.status == 200, response.text
     # Time budget: the post handler polls for the write-back's end every 100 ms. Poll every 50 ms instead:
     # only when the handler looks changes, never what it answers (WRITEBACK_WAIT_SECONDS bounds the wait).
     from flowpilot import writeback
 
     monkeypatch.setattr(writeback, "POLL_INTERVAL_SECONDS", 0.05, raising=False)
-    campaign = Campaign(seed, api, psa, monkeypatch, aws_env["state_machines"].split(","))
+    campaign = Campaign(seed, accounts, monkeypatch, aws_env["state_machines"].split(","))
     started = time.monotonic()
     # Write-backs waiting for their drift re-check (a 1 s Wait state): checked once it ran, while the
     # next write-backs go on. Everything else is checked right after its executions ended.
@@ -1612,6 +1745,7 @@ def _run_campaign(api: Api, psa: Any, aws_env: dict[str, str], monkeypatch: pyte
         pending = guarded(plan, campaign.start, plan)
         campaign.counts["plans"] += 1
         campaign.counts[f"kind_{plan.scenario}"] += 1
+        campaign.counts[f"plans_{plan.provider}"] += 1
         if pending is None:
             continue
         pending.started = plan_started
@@ -1641,12 +1775,19 @@ def _run_campaign(api: Api, psa: Any, aws_env: dict[str, str], monkeypatch: pyte
 
     c = campaign.counts
     outcomes = Counter(campaign.ended.values())
+    writebacks_of = Counter(campaign.provider_of.values())
+    succeeded_of = Counter(
+        campaign.provider_of[wb] for wb, ended in campaign.ended.items() if ended in OUTCOME.values()
+    )
+    per_provider = "; ".join(
+        f"{p} plans={c[f'plans_{p}']} writebacks={writebacks_of[p]} succeeded={succeeded_of[p]}" for p in PROVIDERS
+    )
     summary = (
         f"campaign seed={seed} plans={c['plans']} ("
         + " ".join(f"{kind}={c[f'kind_{kind}']}" for kind in SCENARIOS)
         + f") writebacks={len(campaign.writebacks)} ("
         + " ".join(f"{outcome}={n}" for outcome, n in sorted(outcomes.items()))
-        + f") posts={c['posts']} 200={c['http_200']} 202={c['http_202']} "
+        + f") psa=({per_provider}) posts={c['posts']} 200={c['http_200']} 202={c['http_202']} "
         f"409={c['http_409']} 502={c['http_502']} 503={c['http_503']} "
         f"status_not_applied={c['status_not_applied']} exhausted={c['exhausted']}+{c['5xx_after_note']} "
         f"auth_after_note={c['auth_after_note']} resumes={c['resumes']} concurrent={c['concurrent_groups']} "
@@ -1655,8 +1796,9 @@ def _run_campaign(api: Api, psa: Any, aws_env: dict[str, str], monkeypatch: pyte
         f"visibility_502={c['visibility_502']} resolve_blocked_by_leak={c['guard_blocked']} "
         f"amended={c['note_amended']} amend_dropped={c['amend_dropped']} relinks={c['relinks']} "
         f"relink_409={c['relink_409']} new_note_after_relink={c['new_note_after_relink']} "
-        f"retries={c['psa_429'] + c['psa_5xx'] + c['psa_dropped']} "
-        f"(429={c['psa_429']} 5xx={c['psa_5xx']} dropped={c['psa_dropped']}) "
+        f"retries={c['psa_429'] + c['psa_5xx'] + c['psa_dropped'] + c['psa_thread_limit'] + c['psa_token_expired']} "
+        f"(429={c['psa_429']} 5xx={c['psa_5xx']} dropped={c['psa_dropped']} "
+        f"autotask_thread_limit={c['psa_thread_limit']} halo_token_expired={c['psa_token_expired']}) "
         f"aws=({' '.join(f'{f}={c[f"aws_plans_{f}"]}' for f in AWS_FAULTS)}) "
         f"throttled_calls={c['aws_throttled_calls']} note_write_failed={c['aws_note_write']} "
         f"killed_starts={c['aws_kill_start']} record_failure_attempts={c['aws_record_failure_attempts']} "
@@ -1672,9 +1814,10 @@ def _run_campaign(api: Api, psa: Any, aws_env: dict[str, str], monkeypatch: pyte
             print("  time by phase: " + " ".join(f"{k}={v:.1f}s" for k, v in campaign.phase.items()), flush=True)
     assert not left_running, f"executions left running at the end of the campaign (seed={seed}): {left_running}"
     if campaign.violations:
-        failing = [plan.index for plan, _ in campaign.violations]
+        failing = sorted({plan.index for plan, _ in campaign.violations})
         report = "\n".join(
-            f"- write-back {plan.index}: {message}\n    plan: {plan.describe()}"
+            f"- write-back {plan.index} ({plan.provider}, seed={seed}, index={plan.index}): {message}\n"
+            f"    replay: {reproduce_hint(seed, [plan.index])}\n    plan: {plan.describe()}"
             for plan, message in campaign.violations[:20]
         )
         pytest.fail(
