@@ -2,7 +2,7 @@
 import { ApiError, enc, get, post, put } from "../api.js";
 import { append, field, fill, formatTime, h, statusBadge } from "../dom.js";
 import { fixesSection } from "./fixes.js";
-import { PSAS, accountPsa, psaName } from "./settings.js";
+import { PSAS, accountPsa, psaName } from "../psa.js";
 import { writebackPanel } from "./writeback.js";
 
 const EVIDENCE_KINDS = [

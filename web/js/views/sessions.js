@@ -3,7 +3,7 @@
 import { ApiError, enc, get, post } from "../api.js";
 import * as auth from "../auth.js";
 import { append, field, fill, formatTime, h, statusBadge } from "../dom.js";
-import { PSAS, accountPsa, psaName } from "./settings.js";
+import { PSAS, accountPsa, psaName } from "../psa.js";
 
 const PAGE_SIZE = 20;
 const FILTERS = [

@@ -1,44 +1,8 @@
 // Account settings: the PSA connection (one body per provider; its secrets are write-only: GET never returns
-// them) and each provider's preferences. Also the account's PSA for the other views (`accountPsa`), read once
-// per account and kept current when this screen saves a connection.
+// them) and each provider's preferences. What this screen reads or saves keeps `psa.js`'s account cache current.
 import { get, put } from "../api.js";
-import * as auth from "../auth.js";
 import { append, field, fill, formatTime, h } from "../dom.js";
-
-/** The PSAs the back end speaks (DESIGN §7): the full name, the short one in labels, the ticket field. */
-export const PSAS = {
-  connectwise: { name: "ConnectWise Manage", short: "ConnectWise", ticketLabel: "ConnectWise ticket number" },
-  autotask: {
-    name: "Autotask",
-    short: "Autotask",
-    ticketLabel: "Autotask ticket id",
-    ticketHint: "The ticket's id (a number), not its T… ticket number.",
-  },
-  halopsa: { name: "HaloPSA", short: "HaloPSA", ticketLabel: "HaloPSA ticket number" },
-};
-
-export function psaName(provider) {
-  return PSAS[provider]?.short ?? String(provider);
-}
-
-let psaCache = { account: null, promise: null };
-
-/** The account's saved PSA connection (`psa` of GET /account-settings), fetched once per account. */
-export function accountPsa() {
-  const account = auth.account();
-  if (psaCache.account !== account || !psaCache.promise) {
-    const promise = get("/account-settings").then((settings) => settings.psa);
-    psaCache = { account, promise };
-    promise.catch(() => {
-      if (psaCache.promise === promise) psaCache = { account: null, promise: null }; // ask again next time
-    });
-  }
-  return psaCache.promise;
-}
-
-function rememberPsa(psa) {
-  psaCache = { account: auth.account(), promise: Promise.resolve(psa) };
-}
+import { PSAS, psaName, rememberPsa } from "../psa.js";
 
 // Each provider's connection body. `secret`: write-only (a password input, never filled from the API).
 const CONNECTION_FIELDS = {

@@ -3,7 +3,8 @@
 import { ApiError, enc, get, post } from "../api.js";
 import { append, field, fill, formatTime, h } from "../dom.js";
 import { renderMarkdown } from "../markdown.js";
-import { PSAS, preferenceLabel, psaName } from "./settings.js";
+import { PSAS, psaName } from "../psa.js";
+import { preferenceLabel } from "./settings.js";
 
 const KINDS = {
   "resolution-note": {
