@@ -392,30 +392,12 @@ class AutotaskProvider(HTTPProvider):
             raise self._error_for(resp, what=what, ticket_id=ticket_id, write=method != "GET")
         return resp
 
-    def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        headers: dict[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        json_body: object = None,
-    ) -> httpx.Response:
-        return http.request(
-            self._http,
-            method,
-            url,
-            vendor="Autotask",
-            provider=self.name,
-            operation=_operation(method, url),
-            what=what,
-            timeout=self._timeout,
-            secrets=self._secrets,
-            headers=self._headers() if headers is None else headers,
-            params=params,
-            json_body=json_body,
-        )
+    def _operation(self, method: str, url: str) -> str:
+        path = httpx.URL(url).path
+        if "zoneinformation" in path.lower():
+            return f"{method} /zoneInformation"
+        start = path.lower().find("/v1.0/")
+        return operation_name(method, path[start + len("/v1.0") :] if start >= 0 else path)
 
     def _error_for(self, resp: httpx.Response, *, what: str, ticket_id: str | None, write: bool) -> PSAError:
         status = resp.status_code
@@ -720,14 +702,6 @@ def provider_for(connection: AutotaskConnection, **kw: Any) -> AutotaskProvider:
 def _zone_from_base_url(url: str) -> str:
     """A zone URL ending in one `/`; a trailing `V1.0` (the API base given instead of the zone) is dropped."""
     return _VERSION_SUFFIX.sub("", url.strip().rstrip("/")).rstrip("/") + "/"
-
-
-def _operation(method: str, url: str) -> str:
-    path = httpx.URL(url).path
-    if "zoneinformation" in path.lower():
-        return f"{method} /zoneInformation"
-    start = path.lower().find("/v1.0/")
-    return operation_name(method, path[start + len("/v1.0") :] if start >= 0 else path)
 
 
 def _port(url: httpx.URL) -> int:

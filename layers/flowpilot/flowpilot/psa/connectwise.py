@@ -303,35 +303,13 @@ class ConnectWiseProvider(HTTPProvider):
             raise self._error_for(resp, what=what, ticket_id=ticket_id, write=method != "GET")
         return resp
 
-    def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        headers: dict[str, str],
-        params: Mapping[str, str] | None = None,
-        json_body: object = None,
-    ) -> httpx.Response:
+    def _operation(self, method: str, url: str) -> str:
         path = httpx.URL(url).path
         if "/apis/3.0/" in path:
             path = path.split("/apis/3.0", 1)[1]
         elif "/login/companyinfo/" in path:
             path = "/login/companyinfo"  # the rest is the company id
-        return http.request(
-            self._http,
-            method,
-            url,
-            vendor="ConnectWise",
-            provider=self.name,
-            operation=operation_name(method, path),
-            what=what,
-            timeout=self._timeout,
-            secrets=self._secrets,
-            headers=headers,
-            params=params,
-            json_body=json_body,
-        )
+        return operation_name(method, path)
 
     def _error_for(self, resp: httpx.Response, *, what: str, ticket_id: str | None, write: bool) -> PSAError:
         status = resp.status_code

@@ -411,34 +411,6 @@ class HaloProvider(HTTPProvider):
             raise self._error_for(resp, what=what, ticket_id=ticket_id, write=method != "GET", kind=kind)
         return resp
 
-    def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        operation: str,
-        what: str,
-        headers: dict[str, str],
-        params: Mapping[str, str] | None = None,
-        json_body: object = None,
-        form: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        return http.request(
-            self._http,
-            method,
-            url,
-            vendor=VENDOR,
-            provider=self.name,
-            operation=operation,
-            what=what,
-            timeout=self._timeout,
-            secrets=self._secret_values(),
-            headers=headers,
-            params=params,
-            json_body=json_body,
-            form=form,
-        )
-
     def _secret_values(self) -> tuple[str, ...]:
         return (self._conn.client_secret, *self._tokens_seen)
 

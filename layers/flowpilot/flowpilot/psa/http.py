@@ -193,6 +193,7 @@ class HTTPProvider:
     check against the ticket's statuses with one fresh look before refusing."""
 
     vendor: ClassVar[str]
+    name: str
 
     def __init__(self, *, http: httpx.Client | None, timeout: float, transport: httpx.BaseTransport | None) -> None:
         self._owns_http = http is None
@@ -210,6 +211,45 @@ class HTTPProvider:
     def close(self) -> None:
         if self._owns_http:
             self._http.close()
+
+    # --- requests ---
+
+    def _headers(self) -> dict[str, str]:
+        """The headers of an API call (credentials included)."""
+        raise NotImplementedError
+
+    def _operation(self, method: str, url: str) -> str:
+        """The metric dimension for a call: the path under the API root, ids as `{id}`."""
+        return operation_name(method, httpx.URL(url).path)
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        operation: str | None = None,
+        params: Mapping[str, str] | None = None,
+        json_body: object = None,
+        form: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One timed call (`request`); the API's own headers unless `headers` are given."""
+        return request(
+            self._http,
+            method,
+            url,
+            vendor=self.vendor,
+            provider=self.name,
+            operation=operation or self._operation(method, url),
+            what=what,
+            timeout=self._timeout,
+            secrets=self._secret_values(),
+            headers=self._headers() if headers is None else headers,
+            params=params,
+            json_body=json_body,
+            form=form,
+        )
 
     # --- the ticket's statuses ---
 
