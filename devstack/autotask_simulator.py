@@ -250,7 +250,6 @@ class AutotaskSimulator(PSASimulator):
         }
         self._zone = 0
         self._tickets: dict[int, _Ticket] = {}
-        self._notes: dict[int, list[dict[str, Any]]] = {}
         self._next_note_id = 30777001
 
     # ---------------------------------------------------------------------------------------------
@@ -331,17 +330,6 @@ class AutotaskSimulator(PSASimulator):
             self._require_ticket(tid)
             body = {"title": title, "description": description, "noteType": note_type, "publish": publish}
             return copy.deepcopy(self._store_note(tid, body, creator=HUMAN_RESOURCE_ID))
-
-    def ticket(self, ticket_id: int | str) -> dict[str, Any]:
-        """The ticket's `item`, as `GET Tickets/{id}` returns it."""
-        with self._lock:
-            return self._ticket_json(self._require_ticket(int(ticket_id)))
-
-    def notes(self, ticket_id: int | str) -> list[dict[str, Any]]:
-        """The ticket's notes, oldest first, as `GET Tickets/{id}/Notes` lists them."""
-        with self._lock:
-            self._require_ticket(int(ticket_id))
-            return copy.deepcopy(self._notes[int(ticket_id)])
 
     def note_views(self, ticket_id: int | str) -> list[NoteView]:
         """Customer-visible = published to "All Autotask Users" (this variant's public value)."""

@@ -153,7 +153,6 @@ class CWSimulator(PSASimulator):
         self.codebase = codebase.strip("/") + "/"
         self._boards: dict[int, _Board] = {}
         self._tickets: dict[int, _Ticket] = {}
-        self._notes: dict[int, list[dict[str, Any]]] = {}
         self._next_note_id = 5001
 
     @property
@@ -222,17 +221,6 @@ class CWSimulator(PSASimulator):
             self._require_ticket(tid)
             note = self._store_note(tid, {"text": text, **flags}, member=HUMAN_MEMBER)
             return copy.deepcopy(note)
-
-    def ticket(self, ticket_id: int | str) -> dict[str, Any]:
-        """The ticket's current JSON, as `GET /service/tickets/{id}` returns it."""
-        with self._lock:
-            return self._ticket_json(self._require_ticket(int(ticket_id)))
-
-    def notes(self, ticket_id: int | str) -> list[dict[str, Any]]:
-        """The ticket's notes, oldest first, as `GET .../notes` returns them."""
-        with self._lock:
-            self._require_ticket(int(ticket_id))
-            return copy.deepcopy(self._notes[int(ticket_id)])
 
     def set_status(self, ticket_id: int | str, status_id: int) -> None:
         """Out-of-band status change, as a person in CW would make it (board rules apply)."""

@@ -195,7 +195,6 @@ class HaloSimulator(PSASimulator):
         self._types: dict[int, _TicketType] = {}
         self._outcomes: dict[int, _Outcome] = {}
         self._tickets: dict[int, _Ticket] = {}
-        self._actions: dict[int, list[dict[str, Any]]] = {}
         self._tokens: dict[str, float] = {}
         self._issued: list[str] = []
         self._emails: list[dict[str, Any]] = []
@@ -260,7 +259,7 @@ class HaloSimulator(PSASimulator):
             ticket = _Ticket(tid, summary, tickettype_id, NEW_STATUS_ID, dateoccurred=now, lastactiondate=now)
             self._tickets[tid] = ticket
             self._apply_status(ticket, status_id)
-            self._actions.setdefault(tid, [])
+            self._notes.setdefault(tid, [])
 
     def add_action(
         self, ticket_id: int | str, text: str, *, hiddenfromuser: bool, outcome_id: int = PRIVATE_NOTE_OUTCOME_ID
@@ -272,17 +271,6 @@ class HaloSimulator(PSASimulator):
             outcome = self._outcomes[outcome_id]
             fields = {"note_html": text_html(text), "hiddenfromuser": hiddenfromuser, "sendemail": False}
             return copy.deepcopy(self._store_action(tid, outcome, fields, agent=HUMAN_AGENT))
-
-    def ticket(self, ticket_id: int | str) -> dict[str, Any]:
-        """The ticket as `GET /api/Tickets/{id}` returns it."""
-        with self._lock:
-            return self._ticket_json(self._require_ticket(int(ticket_id)))
-
-    def notes(self, ticket_id: int | str) -> list[dict[str, Any]]:
-        """The ticket's actions, oldest first, as `GET /api/Actions/{id}` returns each."""
-        with self._lock:
-            self._require_ticket(int(ticket_id))
-            return copy.deepcopy(self._actions[int(ticket_id)])
 
     def note_views(self, ticket_id: int | str) -> list[NoteView]:
         return [
@@ -648,7 +636,7 @@ class HaloSimulator(PSASimulator):
         with_html = req.query.get("includehtmlnote", "").lower() == "true"
         with self._lock:
             self._require_ticket(tid)
-            actions = copy.deepcopy(list(reversed(self._actions[tid])))  # newest first
+            actions = copy.deepcopy(list(reversed(self._notes[tid])))  # newest first
         total = len(actions)
         if count > 0:
             actions = actions[:count]
@@ -751,7 +739,7 @@ class HaloSimulator(PSASimulator):
         else:
             note = str(fields.get("note") or "")
             note_html = text_html(note) if note else ""
-        actions = self._actions[tid]
+        actions = self._notes[tid]
         action = {
             "id": max((a["id"] for a in actions), default=0) + 1,
             "ticket_id": tid,
@@ -773,7 +761,7 @@ class HaloSimulator(PSASimulator):
         return action
 
     def _find_action(self, tid: int, action_id: int) -> dict[str, Any]:
-        action = next((a for a in self._actions[tid] if a["id"] == action_id), None)
+        action = next((a for a in self._notes[tid] if a["id"] == action_id), None)
         if action is None:
             raise self._not_found(f"Action {action_id}")
         return action

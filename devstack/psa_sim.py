@@ -15,6 +15,7 @@ Control endpoint (not any vendor's API; the demo uses it from another process, a
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import re
@@ -152,6 +153,8 @@ class PSASimulator:
         self._port = port
         self._lock = threading.RLock()
         self._faults: dict[int, TicketFaults] = {}
+        # Each ticket's notes (Halo: actions), oldest first, in the vendor's shape.
+        self._notes: dict[int, list[dict[str, Any]]] = {}
         self._pending_reverts: dict[int, threading.Event] = {}
         self._timers: list[threading.Timer] = []
         self._requests: list[RecordedRequest] = []
@@ -213,11 +216,14 @@ class PSASimulator:
 
     def ticket(self, ticket_id: int | str) -> dict[str, Any]:
         """The ticket as the vendor's API returns it."""
-        raise NotImplementedError
+        with self._lock:
+            return self._ticket_json(self._require_ticket(int(ticket_id)))
 
     def notes(self, ticket_id: int | str) -> list[dict[str, Any]]:
         """The ticket's notes, oldest first, in the vendor's shape."""
-        raise NotImplementedError
+        with self._lock:
+            self._require_ticket(int(ticket_id))
+            return copy.deepcopy(self._notes[int(ticket_id)])
 
     def note_views(self, ticket_id: int | str) -> list[NoteView]:
         """The ticket's notes, oldest first, as a customer would see them."""
@@ -297,6 +303,13 @@ class PSASimulator:
         return {"x-server-name": self.server_name}
 
     def _route(self, req: SimRequest) -> SimReply:
+        raise NotImplementedError
+
+    def _require_ticket(self, tid: int) -> Any:
+        """The ticket's state, or the vendor's not-found answer (raised)."""
+        raise NotImplementedError
+
+    def _ticket_json(self, ticket: Any) -> dict[str, Any]:
         raise NotImplementedError
 
     # ---------------------------------------------------------------------------------------------
