@@ -206,15 +206,22 @@ class PsaConnectionView(BaseModel):
     def _provider_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Each provider shows its own fields only (ConnectWise's view keeps the shape it always had).
         data: dict[str, Any] = handler(self)
-        hidden = _NOT_SHOWN.get(self.provider or "connectwise", ())
-        return {name: value for name, value in data.items() if name not in hidden}
+        shown = _SHOWN.get(self.provider or "connectwise", _CONNECTION_FIELDS)
+        return {name: value for name, value in data.items() if name in shown or name not in _CONNECTION_FIELDS}
 
 
-_NOT_SHOWN: dict[str, tuple[str, ...]] = {
-    "connectwise": ("username", "tenant"),
-    "autotask": ("site", "company_id", "client_id", "tenant"),
-    "halopsa": ("site", "company_id", "username"),
+def _shown_fields(request: type[_Connection]) -> frozenset[str]:
+    """A provider's connection fields that are not secrets: what its view shows."""
+    return frozenset(name for name, info in request.model_fields.items() if info.annotation is not SecretStr)
+
+
+_SHOWN: dict[str, frozenset[str]] = {
+    "connectwise": _shown_fields(ConnectWiseConnectionRequest),
+    "autotask": _shown_fields(AutotaskConnectionRequest),
+    "halopsa": _shown_fields(HaloConnectionRequest),
 }
+# Fields some provider shows: a view hides those its own provider does not have.
+_CONNECTION_FIELDS = frozenset().union(*_SHOWN.values())
 
 
 class AccountSettings(BaseModel):
