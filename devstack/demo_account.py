@@ -31,18 +31,19 @@ def headers_for(provider: str) -> dict[str, str]:
     return {"x-dev-account-id": DEMO_ACCOUNTS[provider][0], "x-dev-user-id": DEFAULT_DEV_ENGINEER}
 
 
-def new_simulator(provider: str, port: int = 0) -> PSASimulator:
+def new_simulator(provider: str, **kw: Any) -> PSASimulator:
+    """A simulator of `provider` (not started); `kw` goes to its constructor (port, tenant variant, ...)."""
     if provider == "autotask":
         from devstack.autotask_simulator import AutotaskSimulator
 
-        return AutotaskSimulator(port=port)
+        return AutotaskSimulator(**kw)
     if provider == "halopsa":
         from devstack.halo_simulator import HaloSimulator
 
-        return HaloSimulator(port=port)
+        return HaloSimulator(**kw)
     from devstack.cw_simulator import CWSimulator
 
-    return CWSimulator(port=port)
+    return CWSimulator(**kw)
 
 
 def configure_account(sim: PSASimulator, headers: dict[str, str] = DEMO_HEADERS) -> None:
@@ -62,7 +63,7 @@ def start_simulators_and_configure() -> dict[str, Any]:
     parts: dict[str, Any] = {"simulators": simulators}
     try:
         for provider, (_, port_knob) in DEMO_ACCOUNTS.items():
-            sim = new_simulator(provider, int(os.environ.get(port_knob) or 0))
+            sim = new_simulator(provider, port=int(os.environ.get(port_knob) or 0))
             sim.start()
             simulators[provider] = sim
             sim.seed_demo()

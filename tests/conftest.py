@@ -107,16 +107,13 @@ PROVIDERS = ("connectwise", "autotask", "halopsa")
 
 def start_simulator(provider: str, **kw: Any) -> Any:
     """A started simulator of `provider`, seeded with the demo tickets 1001-1006 (`sim.demo`)."""
-    if provider == "autotask":
-        from devstack.autotask_simulator import AutotaskSimulator as simulator
-    elif provider == "halopsa":
-        from devstack.halo_simulator import HaloSimulator as simulator  # type: ignore[assignment]
+    from devstack.demo_account import new_simulator
+
+    if provider == "halopsa":
         from tests.leakcheck import register_secret
 
         kw.setdefault("on_token_issued", lambda token: register_secret(token, "Halo simulator access token"))
-    else:
-        from devstack.cw_simulator import CWSimulator as simulator  # type: ignore[assignment]
-    sim = simulator(**kw)
+    sim = new_simulator(provider, **kw)
     sim.start()
     sim.demo = sim.seed_demo()  # type: ignore[attr-defined]
     return sim

@@ -9,6 +9,7 @@ Run alone: `python -m tests.bench.provider_calls`.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -24,8 +25,6 @@ CONFIG_PATHS = ("/auth/token", "zoneinformation")  # per-process (or per-hour) c
 
 def _label(provider: str, method: str, path: str) -> str:
     """`GET /tickets/{id}` style, whatever the vendor's base path."""
-    import re
-
     for marker in ("/apis/3.0", "/v1.0", "/api"):
         at = path.lower().find(marker)
         if at >= 0:
