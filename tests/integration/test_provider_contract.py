@@ -218,6 +218,22 @@ def test_a_workflow_that_reverts_the_status_is_a_502(api: Api, any_psa: Any) -> 
     assert len(any_psa.note_views(1006)) == 1
 
 
+def test_concurrent_posts_make_one_writeback_and_one_note(api: Api, any_psa: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    session = ticket_session(api, any_psa, "1001")
+    any_psa.set_faults(1001, latency=0.05)
+    edits = [NOTE, NOTE + "\n\nEdited once.", NOTE, NOTE + "\n\nEdited twice.", NOTE]
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        responses = list(pool.map(lambda text: resolve(api, session["id"], text), edits))
+    assert sorted(r.status for r in responses) == [200, 409, 409, 409, 409], [r.text for r in responses]
+    winner = next(r for r in responses if r.status == 200)
+    views = any_psa.note_views(1001)
+    assert len(views) == 1 and views[0].id == winner.body["external_id"]
+    ledger = writeback(api, session["id"], winner.body["writeback_id"])
+    assert ledger["markdown"] in edits and ledger["markdown"].splitlines()[-1] in views[0].text
+
+
 # --- one provider at a time: what only that PSA can get wrong ------------------------------------------
 
 
