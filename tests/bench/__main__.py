@@ -65,6 +65,11 @@ def cold_start_section(rounds: int) -> tuple[dict[str, Any], list[Any], str]:
         if label == coldstart.BOTO3:
             rows.append([label, _ms(r.median_s * 1000), _ms(r.min_s * 1000), f"{ratio:.2f}", "1.00", "baseline", ""])
             continue
+        if label == coldstart.FLOOR:
+            min_ratio = r.min_s / results[coldstart.BOTO3].min_s
+            floor_row = [_ms(r.median_s * 1000), _ms(r.min_s * 1000), f"{ratio:.2f}", f"{min_ratio:.2f}"]
+            rows.append([label, *floor_row, "not a function", ""])
+            continue
         budget = Budget(
             name=f"cold start {label}",
             limit=f"<= {COLD_START_BUDGET}x boto3",
@@ -108,11 +113,21 @@ def cold_start_section(rounds: int) -> tuple[dict[str, Any], list[Any], str]:
         ],
     )
     baseline_ms = results[coldstart.BOTO3].median_s * 1000
-    excess = [r.median_s * 1000 - baseline_ms for label, r in results.items() if label != coldstart.BOTO3]
+    floor_ms = results[coldstart.FLOOR].median_s * 1000 - baseline_ms
+    excess = [
+        r.median_s * 1000 - baseline_ms
+        for label, r in results.items()
+        if label not in {coldstart.BOTO3, coldstart.FLOOR}
+    ]
     text += (
-        f"\n  room over boto3 alone at {COLD_START_BUDGET}x: {baseline_ms * (COLD_START_BUDGET - 1):.0f} ms;"
-        f" handlers' excess over it: {min(excess):.0f}-{max(excess):.0f} ms"
+        f"\n  room over boto3 alone at {COLD_START_BUDGET}x: {baseline_ms * (COLD_START_BUDGET - 1):.0f} ms; the design"
+        f" floor takes {floor_ms:.0f} ms of it\n  (tests/bench/floor_handler.py: boto3, one pydantic model,"
+        f" Powertools' Logger and Metrics, no product code); handlers' excess over boto3:"
+        f" {min(excess):.0f}-{max(excess):.0f} ms"
     )
+    _progress(f"stage attribution: {rounds} fresh processes per function")
+    attribution = coldstart.attribute(rounds)
+    text += "\n\n" + _attribution_table(attribution)
     _progress("import profiles (-X importtime) of every function")
     profiles: dict[str, Any] = {label: coldstart.import_profile(label) for label in results}
     text += "\n\n" + _profile_table(profiles)
@@ -128,8 +143,46 @@ def cold_start_section(rounds: int) -> tuple[dict[str, Any], list[Any], str]:
             for label, r in results.items()
         },
         "import_profiles": profiles,
+        "attribution": {
+            label: {
+                "unit_ms": round(a.unit_ms, 2),
+                "total_ratio": round(a.total_ratio, 3),
+                "stages": {
+                    stage: {"ms": round(ms, 2), "ratio": round(ms / a.unit_ms, 3)} for stage, ms in a.stages_ms.items()
+                },
+            }
+            for label, a in attribution.items()
+        },
     }
     return report, budgets, text
+
+
+def _attribution_table(attribution: dict[str, Any]) -> str:
+    """What each 0.1x of every function's ratio is: its import split into stages, as x boto3."""
+    from tests.bench import coldstart
+    from tests.bench.report import section, table
+
+    labels = list(attribution)
+    stages: list[str] = []
+    for a in attribution.values():
+        stages += [stage for stage in a.stages_ms if stage not in stages and stage != coldstart.APP_STAGE]
+    stages.append(coldstart.APP_STAGE)
+    rows = [
+        [stage, *(f"{a.ratios[stage]:+.2f}" if stage in a.ratios else "-" for a in attribution.values())]
+        for stage in stages
+    ]
+    rows.append(["total, x boto3", *(f"{a.total_ratio:.2f}" for a in attribution.values())])
+    floor_stages = [s for s in stages if s.startswith(("boto3", "pydantic", "Powertools package"))]
+    floor = [sum(a.ratios.get(s, 0.0) for s in floor_stages) for a in attribution.values()]
+    return section(
+        "What each 0.1x is: every function's import in stages (x its own boto3 stage)",
+        table(["stage", *(label.removesuffix("Function") for label in labels)], rows),
+        [
+            "stages imported in this order in one fresh process each (median of the rounds); a module's own",
+            "imports are charged to the first stage that needs them, so the stages add up to the import",
+            f"boto3 + pydantic + Powertools' package: {min(floor):.2f}-{max(floor):.2f}x, before any code of ours",
+        ],
+    )
 
 
 TOP_PACKAGES = 8

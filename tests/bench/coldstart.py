@@ -12,6 +12,7 @@ Bytecode caches are warm (a first untimed round writes them).
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -26,6 +27,8 @@ from typing import Any
 from tests.bench import lambda_site
 
 BOTO3 = "boto3 alone"
+FLOOR = "design floor"
+FLOOR_PATH = Path(__file__).with_name("floor_handler.py")
 
 _CHILD = """\
 import importlib.util, sys, time
@@ -67,8 +70,13 @@ class ColdStart:
 def targets() -> list[Target]:
     from devstack import template
 
-    out = [Target(BOTO3, "boto3", "-", lambda_environment(None))]
-    for logical_id, function in template.functions().items():
+    functions = template.functions()
+    out = [
+        Target(BOTO3, "boto3", "-", lambda_environment(None)),
+        # Any function's environment: they differ only in names and table variables.
+        Target(FLOOR, "flowpilot_bench.floor_handler", str(FLOOR_PATH), lambda_environment(next(iter(functions)))),
+    ]
+    for logical_id, function in functions.items():
         module_file = function.handler.rsplit(".", 1)[0]
         name = f"flowpilot_functions.{function.code_dir.name}.{module_file}"
         out.append(
@@ -126,17 +134,8 @@ def site() -> str:
 
 
 def _run(python: str, target: Target, *flags: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [python, "-I", "-S", *flags, "-c", _CHILD, target.module_name, target.path, site()],
-        env=target.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"importing {target.label} failed:\n{result.stderr[-3000:]}")
-    return result
+    """The timed import of `target` in a fresh interpreter (`flags` go to the interpreter, e.g. -X importtime)."""
+    return _run_child(python, _CHILD, target, flags=flags)
 
 
 def measure(rounds: int, python: str = sys.executable) -> dict[str, ColdStart]:
@@ -234,3 +233,148 @@ def import_profile(label: str, python: str = sys.executable, top: int = 8) -> di
         "direct_imports_ms": {e.name: round(e.cumulative_us / 1000, 1) for e in direct},
         "pulled_in_by": pulled_in_by,
     }
+
+
+# --- stage attribution: what each 0.1x of a function's ratio is ------------------------------------
+
+_LIST_CHILD = """\
+import importlib.util, json, sys
+name, path, site = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, site)
+before = set(sys.modules)
+spec = importlib.util.spec_from_file_location(name, path)
+module = importlib.util.module_from_spec(spec)
+sys.modules[name] = module
+spec.loader.exec_module(module)
+print(json.dumps(sorted(set(sys.modules) - before - {name})))
+"""
+
+_STAGE_CHILD = """\
+import importlib, importlib.util, json, sys, time
+name, path, site, stages = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+sys.path.insert(0, site)
+marks = []
+start = time.perf_counter()
+for modules in stages:
+    for module_name in modules:
+        if module_name not in sys.modules:
+            importlib.import_module(module_name)
+    marks.append(time.perf_counter() - start)
+spec = importlib.util.spec_from_file_location(name, path)
+module = importlib.util.module_from_spec(spec)
+sys.modules[name] = module
+spec.loader.exec_module(module)
+marks.append(time.perf_counter() - start)
+print(json.dumps(marks))
+"""
+
+PYDANTIC_ROOTS = frozenset({"pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection"})
+RESOLVER = "aws_lambda_powertools.event_handler.api_gateway"
+APP_STAGE = "the rest of flowpilot, and app.py"
+
+
+def stage_plan(imported: set[str], floor: set[str]) -> list[tuple[str, list[str]]]:
+    """The import stages, in order, of a handler that imports `imported`; the app module is the last stage.
+
+    Each stage names the modules it imports; a module's own imports are charged to the first stage that
+    needs them (the standard library included), so the stages' costs add up to the handler's import.
+    The pydantic stage is the pydantic the design floor imports (`floor`: its modules); pydantic modules
+    beyond it are charged to whoever asks for them (Powertools' validation asks for `pydantic.json_schema`).
+    Stages the handler does not need are left out.
+    """
+    stdlib = sys.stdlib_module_names
+
+    def root(name: str) -> str:
+        return name.split(".")[0]
+
+    def public(name: str) -> bool:  # importable by name: not a private alias such as `six.moves.x`
+        return not any(part.startswith("_") and part != "__init__" for part in name.split(".")[1:])
+
+    pydantic = sorted(m for m in imported & floor if root(m) in PYDANTIC_ROOTS and public(m))
+    powertools_rest = sorted(
+        m
+        for m in imported
+        if root(m) == "aws_lambda_powertools" and public(m) and m not in {"aws_lambda_powertools", RESOLVER}
+    )
+    other = sorted(
+        {
+            root(m)
+            for m in imported
+            if root(m) not in stdlib | PYDANTIC_ROOTS | {"boto3", "botocore", "aws_lambda_powertools", "flowpilot"}
+            and not root(m).startswith("_")
+        }
+    )
+    plan: list[tuple[str, list[str]]] = [
+        ("boto3", ["boto3"]),
+        ("pydantic (as the design floor uses it)", pydantic),
+        ("Powertools package (Logger, Metrics)", ["aws_lambda_powertools"]),
+        ("Powertools event handler (resolver)", [RESOLVER] if RESOLVER in imported else []),
+        ("Powertools, the rest (OpenAPI validation, ...)", powertools_rest),
+        ("other third-party packages", other),
+        ("flowpilot.models (API and stored models)", ["flowpilot.models"] if "flowpilot.models" in imported else []),
+    ]
+    return [(label, modules) for label, modules in plan if modules]
+
+
+@dataclass
+class Attribution:
+    label: str
+    stages_ms: dict[str, float]  # stage -> median increment (ms)
+    unit_ms: float  # the boto3 stage's median in the same processes: the unit of the ratios
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        return {stage: ms / self.unit_ms for stage, ms in self.stages_ms.items()}
+
+    @property
+    def total_ratio(self) -> float:
+        return sum(self.stages_ms.values()) / self.unit_ms
+
+
+def increments(plan_labels: list[str], samples: list[list[float]]) -> dict[str, float]:
+    """Median cumulative time at each stage's end, as the increment over the previous stage (ms)."""
+    medians = [statistics.median(run[i] for run in samples) * 1000 for i in range(len(plan_labels))]
+    return {label: medians[i] - (medians[i - 1] if i else 0.0) for i, label in enumerate(plan_labels)}
+
+
+def attribute(rounds: int, python: str = sys.executable) -> dict[str, Attribution]:
+    """Each function's import split into the stages of `stage_plan`, timed in `rounds` fresh processes each."""
+    every = targets()
+    functions = [t for t in every if t.label not in {BOTO3, FLOOR}]
+    floor = imported_modules(next(t for t in every if t.label == FLOOR), python)
+    plans = {target.label: stage_plan(imported_modules(target, python), floor) for target in functions}
+    samples: dict[str, list[list[float]]] = defaultdict(list)
+    for round_no in range(rounds):
+        shift = round_no % len(functions)
+        for target in functions[shift:] + functions[:shift]:
+            stages = json.dumps([modules for _, modules in plans[target.label]])
+            result = _run_child(python, _STAGE_CHILD, target, stages)
+            samples[target.label].append(json.loads(result.stdout.strip().splitlines()[-1]))
+    out = {}
+    for target in functions:
+        labels = [label for label, _ in plans[target.label]] + [APP_STAGE]
+        stages_ms = increments(labels, samples[target.label])
+        out[target.label] = Attribution(target.label, stages_ms, stages_ms["boto3"])
+    return out
+
+
+def imported_modules(target: Target, python: str = sys.executable) -> set[str]:
+    """Every module importing `target` brings in, in a fresh process as AWS runs it (the interpreter's own aside)."""
+    return set(json.loads(_run_child(python, _LIST_CHILD, target).stdout.strip().splitlines()[-1]))
+
+
+def _run_child(
+    python: str, child: str, target: Target, *extra: str, flags: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run `child` in a fresh `python -I -S` whose only site directory is `site()`, with `target`'s environment."""
+    result = subprocess.run(
+        [python, "-I", "-S", *flags, "-c", child, target.module_name, target.path, site(), *extra],
+        env=target.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"importing {target.label} failed:\n{result.stderr[-3000:]}")
+    return result
