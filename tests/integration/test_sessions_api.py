@@ -188,7 +188,7 @@ def test_invalid_input_is_a_4xx_json_error(api: Api, method: str, path: str, kw:
     response = api.call(method, path, **kw)
     assert 400 <= response.status < 500, response.text
     assert response.headers["content-type"].startswith("application/json")
-    assert "error" in response.body or "detail" in response.body
+    assert isinstance(response.body["error"]["code"], str) and response.body["error"]["message"], response.text
 
 
 def test_non_json_content_type_is_415(api: Api) -> None:
@@ -200,6 +200,26 @@ def test_non_json_content_type_is_415(api: Api) -> None:
     )
     assert response.status == 415
     assert response.body["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["APPLICATION/JSON", "Application/Json; charset=UTF-8", "application/merge-patch+json", "application/vnd.api+json"],
+)
+def test_every_json_media_type_is_taken_as_json(api: Api, content_type: str) -> None:
+    """Media types are case-insensitive, and a `+json` type is JSON: the body is read, not refused."""
+    body = json.dumps({"title": "Printer offline", "problem": "spooler"})
+    response = api.call("POST", "/ai-sessions", raw_body=body, headers={"content-type": content_type})
+    assert response.status == 201, response.text
+    assert api.get(f"/ai-sessions/{response.body['id']}").body["title"] == "Printer offline"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_an_empty_body_of_another_media_type_is_a_415_in_the_error_shape(api: Api, content_type: str) -> None:
+    response = api.call("POST", "/ai-sessions", raw_body="", headers={"content-type": content_type})
+    assert response.status in {415, 422}, response.text
+    assert set(response.body["error"]) == {"code", "message"}
+    assert api.get("/ai-sessions").body["items"] == []
 
 
 def test_invalid_evidence_kind_and_oversized_text(api: Api) -> None:

@@ -17,7 +17,10 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -95,22 +98,55 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "Invalid request: " + "; ".join(parts) + more
 
 
+def _media_type(event: dict[str, Any]) -> str:
+    """The request's media type, lower-cased (media types are case-insensitive), without parameters."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _for_resolver(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its media type spelled the one way Powertools' body parser reads as JSON.
+
+    The parser takes only a content type starting with lower-case `application/json` (anything else is a
+    415 of its own shape, and an empty `multipart/form-data` without a boundary an exception), while
+    `APPLICATION/JSON` or `application/merge-patch+json` are JSON all the same. A body that is not JSON is
+    refused before this (`_body_error`); an empty body has no media type to honour, so its header is
+    dropped and the route answers as for a missing body. The caller's event is not changed.
+    """
+    headers = event.get("headers") or {}
+    media_type = _media_type(event)
+    if not media_type or headers.get("content-type") == "application/json":
+        return event
+    rest = {k: v for k, v in headers.items() if str(k).lower() != "content-type"}
+    if not event.get("body"):
+        return {**event, "headers": rest}
+    if _is_json(media_type):
+        return {**event, "headers": {**rest, "content-type": "application/json"}}
+    return event  # a non-JSON body on a GET or DELETE: no route reads it
+
+
 def _body_error(event: dict[str, Any]) -> FlowPilotError | None:
     """Bodies must be UTF-8 JSON: a form or text body is a 415, undecodable bytes a 400, never a 500."""
     method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "")
     body = event.get("body")
     if not body or method not in {"POST", "PUT", "PATCH"}:
         return None
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json" and not ctype.endswith("+json"):
-        return UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
+    if not _is_json(_media_type(event)):
+        return _not_json_body()
     try:
         raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else str(body).encode()
         text = raw.decode("utf-8")
     except (ValueError, UnicodeError):
         return BadRequest("The body is not UTF-8 encoded JSON.", code="invalid_json")
     return _hostile_json(text)
+
+
+def _not_json_body() -> FlowPilotError:
+    return UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
 
 
 MAX_BODY_DEPTH = 32
@@ -202,6 +238,10 @@ def make_app(*routers: Router) -> APIGatewayHttpResolver:
         metrics.add_metric(name="ClientError", unit=MetricUnit.Count, value=1)
         return Response(HTTPStatus.UNPROCESSABLE_ENTITY, content_types.APPLICATION_JSON, body)
 
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _not_json(_: RequestUnsupportedContentType) -> Response[Any]:  # e.g. an empty text/plain body
+        return _domain_error(_not_json_body())
+
     @app.not_found
     def _no_route(_: NotFoundError) -> Response[Any]:
         event = app.current_event
@@ -237,7 +277,7 @@ def handler_for(
                     "body": json.dumps(refused.body()),
                     "isBase64Encoded": False,
                 }
-            return app.resolve(event, context)
+            return app.resolve(_for_resolver(event), context)
         finally:
             _event.reset(token)
 
