@@ -246,3 +246,50 @@ def test_control_characters_never_reach_the_ticket(api: Api, psa: Any) -> None:
     text = psa.notes(1001)[0]["text"]
     assert text.startswith("Reset the adapter.\nStable for 30 minutes.\tDone.")
     assert not any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
+def test_bidi_overrides_never_reach_the_ticket(api: Api, psa: Any) -> None:
+    """An override can make a customer-visible note read differently than the engineer approved it."""
+    session = ticket_session(api, "1001")
+    spoofed = "Refund of \u202e00.001$\u202c approved.\nSee \u2066file\u2069 and \u202aleft\u202b right\u202c\u202d."
+    response = resolve(api, session["id"], spoofed)
+    assert response.status == 200, response.text
+    text = psa.notes(1001)[0]["text"]
+    assert text.startswith("Refund of 00.001$ approved.\nSee file and left right.")
+    assert not any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in text)
+
+
+# --- the secret check before a customer-visible post ----------------------------------------------
+
+WITH_A_SECRET = "Reset the VPN account.\nThe admin password is Hunter2!x9 until you change it."
+
+
+def test_a_secret_in_the_customer_note_is_422_with_where_and_posts_nothing(api: Api, psa: Any) -> None:
+    session = ticket_session(api, "1001")
+    response = resolve(api, session["id"], WITH_A_SECRET)
+    assert response.status == 422, response.text
+    assert response.body["error"]["code"] == "sensitive_content"
+    warnings = response.body["error"]["details"]["warnings"]
+    assert [w["line"] for w in warnings] == [2] and "Hunter2!x9" not in response.text
+    assert psa.notes(1001) == [] and psa.requests == []
+    assert api.get(f"/ai-sessions/{session['id']}").body["status"] == "active"
+
+    acknowledged = api.post(
+        f"/ai-sessions/{session['id']}/resolution-note/post", {"markdown": WITH_A_SECRET, "acknowledge_warnings": True}
+    )
+    assert acknowledged.status == 200, acknowledged.text
+    assert len(psa.notes(1001)) == 1
+
+
+@pytest.mark.parametrize("flag", ["yes", "on", "1", "true", 1, "false", 0, None, [True]])
+def test_acknowledge_warnings_must_be_a_json_boolean(api: Api, psa: Any, flag: Any) -> None:
+    """Only `true` acknowledges: a string or a number that a lax parser would take as true posts nothing."""
+    session = ticket_session(api, "1001")
+    for kind in ("resolution-note", "escalation-package"):
+        body = {"markdown": WITH_A_SECRET if kind == "resolution-note" else HANDOFF, "acknowledge_warnings": flag}
+        response = api.post(f"/ai-sessions/{session['id']}/{kind}/post", body)
+        assert response.status == 422, (kind, flag, response.text)
+        assert response.body["error"]["code"] == "validation_error"
+        assert "acknowledge_warnings" in response.body["error"]["message"]
+    assert psa.notes(1001) == [] and psa.requests == []
+    assert api.get(f"/ai-sessions/{session['id']}").body["state_version"] == session["state_version"]

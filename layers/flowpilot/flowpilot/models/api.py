@@ -356,19 +356,23 @@ Markdown = Annotated[str, StringConstraints(min_length=1, max_length=20_000), Af
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(text.clean)]
 
 
+# A JSON boolean and nothing else: "yes", "1" or 1 would pass the secret check under lax parsing.
+Acknowledge = Annotated[
+    bool,
+    Field(strict=True, description="Post customer-visible text even though the secret scanner found something."),
+]
+
+
 class ResolutionNotePostRequest(Strict):
     markdown: Markdown
     resolution_summary: Reason | None = None
-    acknowledge_warnings: bool = Field(
-        default=False,
-        description="Post customer-visible text even though the secret scanner found something.",
-    )
+    acknowledge_warnings: Acknowledge = False
 
 
 class EscalationPackagePostRequest(Strict):
     markdown: Markdown
     escalation_reason: Reason | None = None
-    acknowledge_warnings: bool = False
+    acknowledge_warnings: Acknowledge = False
 
 
 class WritebackOutcome(StrEnum):
