@@ -45,16 +45,16 @@ def _stored_secret(account: str = "acct-a") -> dict[str, Any]:
     [
         (
             AUTOTASK,
-            {"provider": "autotask", "username": AUTOTASK["username"], "base_url": None, "configured": True},
+            {
+                **{"provider": "autotask", "site": None, "company_id": None, "client_id": None, "configured": True},
+                **{"username": AUTOTASK["username"], "base_url": None},
+            },
         ),
         (
             HALO,
             {
-                "provider": "halopsa",
-                "base_url": HALO["base_url"],
-                "client_id": HALO["client_id"],
-                "tenant": "contoso",
-                "configured": True,
+                **{"provider": "halopsa", "site": None, "company_id": None, "client_id": HALO["client_id"]},
+                **{"configured": True, "base_url": HALO["base_url"], "tenant": "contoso"},
             },
         ),
     ],
@@ -82,7 +82,7 @@ def test_switching_provider_replaces_the_shown_fields(api: Api) -> None:
     assert api.put("/account-settings/psa-connection", AUTOTASK).status == 200
     view = api.get("/account-settings").body["psa"]
     assert view["provider"] == "autotask"
-    assert "client_id" not in view and "tenant" not in view
+    assert view["client_id"] is None and "tenant" not in view  # DESIGN §3's keys stay, as null
     assert _stored_secret() == {
         "provider": "autotask",
         "secret": AUTOTASK["secret"],
@@ -169,3 +169,13 @@ def test_provider_preferences_round_trip_and_are_validated(api: Api) -> None:
         {"halo_outcome_id": 7},
     ):
         assert api.put("/account-settings/preferences", bad).status == 422, bad
+
+
+@pytest.mark.parametrize("body", [None, AUTOTASK, HALO], ids=["none", "autotask", "halopsa"])
+def test_the_view_has_designs_psa_keys_whatever_the_provider(api: Api, body: dict[str, str] | None) -> None:
+    """DESIGN §3: `psa: {provider, site, company_id, client_id, configured}`; reading `psa.site` never breaks."""
+    if body is not None:
+        assert api.put("/account-settings/psa-connection", body).status == 200
+    view = api.get("/account-settings").body["psa"]
+    assert {"provider", "site", "company_id", "client_id", "configured"} <= set(view)
+    assert view["configured"] is (body is not None)

@@ -204,9 +204,10 @@ class PsaConnectionView(BaseModel):
 
     @model_serializer(mode="wrap")
     def _provider_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Each provider shows its own fields only (ConnectWise's view keeps the shape it always had).
+        # DESIGN §3's keys for every provider (null where a provider has no such field), and each provider's
+        # own fields beside them; ConnectWise's view keeps the shape it always had.
         data: dict[str, Any] = handler(self)
-        shown = _SHOWN.get(self.provider or "connectwise", _CONNECTION_FIELDS)
+        shown = _SHOWN.get(self.provider or "connectwise", _CONNECTION_FIELDS) | CONTRACT_FIELDS
         return {name: value for name, value in data.items() if name in shown or name not in _CONNECTION_FIELDS}
 
 
@@ -220,8 +221,10 @@ _SHOWN: dict[str, frozenset[str]] = {
     "autotask": _shown_fields(AutotaskConnectionRequest),
     "halopsa": _shown_fields(HaloConnectionRequest),
 }
-# Fields some provider shows: a view hides those its own provider does not have.
+# Fields some provider shows: a view hides those its own provider does not have, except the contract's.
 _CONNECTION_FIELDS = frozenset().union(*_SHOWN.values())
+# `GET /account-settings` → `psa: {provider, site, company_id, client_id, configured}` (DESIGN §3).
+CONTRACT_FIELDS = frozenset({"provider", "site", "company_id", "client_id", "configured"})
 
 
 class AccountSettings(BaseModel):
