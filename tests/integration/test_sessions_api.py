@@ -390,3 +390,25 @@ def test_a_full_evidence_page_stays_under_lambdas_response_limit_by_construction
     result_max = schema["properties"]["result"]["anyOf"][0]["maxLength"]
     worst_item = (text_max + result_max) * 14 + 2_000  # 14 bytes: the longest JSON escape of one character
     assert EVIDENCE_PAGE_MAX * worst_item + 4_096 < 6 * 1024 * 1024
+
+
+@pytest.mark.parametrize("blank", ["   ", "\n\t", "\u0000\u0000", "\x1b[0m", "\u200b\u200b", "\u00a0\u3000"])
+def test_blank_text_is_422_and_changes_nothing(api: Api, blank: str) -> None:
+    """Text that is only whitespace, control or invisible characters is no evidence, title or problem."""
+    session = api.new_session()
+    evidence = api.post(f"/ai-sessions/{session['id']}/evidence", {"kind": "tried", "text": blank})
+    assert evidence.status == 422, evidence.text
+    assert evidence.body["error"]["code"] == "validation_error" and "text" in evidence.body["error"]["message"]
+    assert api.get(f"/ai-sessions/{session['id']}").body["state_version"] == session["state_version"]
+    assert api.get(f"/ai-sessions/{session['id']}/evidence").body["items"] == []
+    for body in ({"title": blank, "problem": "p"}, {"title": "t", "problem": blank}):
+        assert api.post("/ai-sessions", body).status == 422, body
+    assert [s["id"] for s in api.get("/ai-sessions").body["items"]] == [session["id"]]
+
+
+def test_text_with_something_visible_is_kept_as_sent(api: Api) -> None:
+    session = api.new_session()
+    sent = "  \u200bRebooted\x00 the router  "
+    evidence = api.post(f"/ai-sessions/{session['id']}/evidence", {"kind": "tried", "text": sent})
+    assert evidence.status == 201, evidence.text
+    assert evidence.body["text"] == sent

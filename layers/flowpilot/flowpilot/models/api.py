@@ -15,8 +15,19 @@ from flowpilot import text
 # Ids we mint and accept: letters, digits, '-' and '_' only, so no value can forge a storage key.
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text10k = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+
+
+def _visible(value: str) -> str:
+    # Whitespace, control and invisible format characters only: nothing a reader (or a writer) could use.
+    if text.is_blank(value):
+        raise ValueError("is blank once control and invisible characters are removed")
+    return value
+
+
+Text200 = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_visible)
+]
+Text10k = Annotated[str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_visible)]
 
 
 class Strict(BaseModel):
