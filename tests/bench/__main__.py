@@ -122,7 +122,7 @@ def cold_start_section(rounds: int) -> tuple[dict[str, Any], list[Any], str]:
     text += (
         f"\n  room over boto3 alone at {COLD_START_BUDGET}x: {baseline_ms * (COLD_START_BUDGET - 1):.0f} ms; the design"
         f" floor takes {floor_ms:.0f} ms of it\n  (tests/bench/floor_handler.py: boto3, one pydantic model,"
-        f" Powertools' Logger and Metrics, no product code); handlers' excess over boto3:"
+        f" Powertools' Logger and Metrics, no product code);\n  handlers' excess over boto3:"
         f" {min(excess):.0f}-{max(excess):.0f} ms"
     )
     _progress(f"stage attribution: {rounds} fresh processes per function")
