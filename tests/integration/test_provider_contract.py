@@ -103,6 +103,31 @@ def test_a_silent_reject_is_a_502_and_the_repost_resumes_with_one_note(api: Api,
     assert len(views) == 1 and views[0].id == second.body["external_id"]
 
 
+@pytest.mark.parametrize("edited", [False, True], ids=["same-text", "edited"])
+def test_a_kept_note_survives_a_failed_post_to_another_ticket(api: Api, any_psa: Any, edited: bool) -> None:
+    """Relink away after a 502, fail there too, relink back: the first ticket's note is resumed, not posted again."""
+    any_psa.set_faults(1006, ignore_status_change=True)
+    session = ticket_session(api, any_psa, "1003")
+    link = f"/ai-sessions/{session['id']}/psa-ticket"
+    assert resolve(api, session["id"]).status == 502
+    [first] = any_psa.note_views(1003)
+
+    assert api.put(link, {"provider": any_psa.provider, "ticket_id": "1006"}).status == 200
+    assert resolve(api, session["id"]).status == 502
+    assert len(any_psa.note_views(1006)) == 1
+
+    assert api.put(link, {"provider": any_psa.provider, "ticket_id": " 01003"}).status == 200
+    any_psa.set_faults(1003, ignore_status_change=False)
+    text = NOTE + "\n\nThe user confirmed it the next morning." if edited else NOTE
+    response = resolve(api, session["id"], text)
+    assert response.status == 200, response.text
+    [note] = any_psa.note_views(1003)
+    assert note.id == first.id == response.body["external_id"]
+    assert ("confirmed it the next morning" in note.text) is edited
+    assert response.body["note_amended"] is edited
+    assert len(any_psa.note_views(1006)) == 1  # the other ticket's note is its own, untouched
+
+
 def test_an_edited_repost_amends_the_kept_note(api: Api, any_psa: Any) -> None:
     session = ticket_session(api, any_psa, "1003")
     assert resolve(api, session["id"]).status == 502

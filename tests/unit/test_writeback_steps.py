@@ -66,6 +66,13 @@ def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 _numbers = iter(range(1, 10_000))
 
 
+def only_pending(ledger: FakeLedger, session: dict[str, Any]) -> PendingNote | None:
+    """The session's one pending resolve note (these tests use one ticket)."""
+    notes = ledger.pending_notes(session, WritebackKind.resolve)
+    assert len(notes) <= 1, notes
+    return notes[0] if notes else None
+
+
 def start(
     ledger: FakeLedger,
     *,
@@ -206,7 +213,7 @@ def test_after_a_failed_verify_the_session_is_free_and_keeps_the_note_for_a_resu
     [note] = psa.notes_on(TICKET)
     session = ledger.session(ACCOUNT, SESSION)
     assert session["status"] == "active" and "active_writeback_id" not in session
-    pending = ledger.pending_note(session, WritebackKind.resolve)
+    pending = only_pending(ledger, session)
     assert pending is not None and (pending.writeback_id, pending.note_id) == (state.writeback_id, note.id)
     entry = entry_of(ledger, state)
     assert entry.state == "failed" and entry.error is not None
@@ -219,7 +226,7 @@ def test_after_a_failed_verify_the_session_is_free_and_keeps_the_note_for_a_resu
 def test_a_re_post_resumes_with_the_ledgers_note_and_reads_it_back(ledger: FakeLedger, psa: FakePSA) -> None:
     first = failed_write_back(ledger, psa)
     [note] = psa.notes_on(TICKET)
-    pending = ledger.pending_note(ledger.session(ACCOUNT, SESSION), WritebackKind.resolve)
+    pending = only_pending(ledger, ledger.session(ACCOUNT, SESSION))
 
     second = write_back(start(ledger, pending=pending, new_session=False))
 
@@ -254,7 +261,7 @@ def test_a_resume_after_a_lost_answer_finds_the_earlier_write_backs_note(ledger:
     with pytest.raises(PSATransientError) as raised:
         step("post_note", first)
     step("record_failure", failing(first, raised.value))
-    pending = ledger.pending_note(ledger.session(ACCOUNT, SESSION), WritebackKind.resolve)
+    pending = only_pending(ledger, ledger.session(ACCOUNT, SESSION))
     assert pending is not None and pending.note_id is None and pending.note_marker == first.note_marker
 
     second = write_back(start(ledger, pending=pending, new_session=False))
@@ -326,7 +333,7 @@ def test_a_visibility_that_stays_wrong_is_a_502_with_the_note_on_the_ledger(
 def test_an_edited_re_post_amends_the_kept_note(ledger: FakeLedger, psa: FakePSA) -> None:
     failed_write_back(ledger, psa, markdown="First wording.")
     [note] = psa.notes_on(TICKET)
-    pending = ledger.pending_note(ledger.session(ACCOUNT, SESSION), WritebackKind.resolve)
+    pending = only_pending(ledger, ledger.session(ACCOUNT, SESSION))
 
     second = write_back(start(ledger, pending=pending, markdown=NOTE, new_session=False))
 
@@ -337,7 +344,7 @@ def test_an_edited_re_post_amends_the_kept_note(ledger: FakeLedger, psa: FakePSA
 
 def test_an_amendment_the_psa_dropped_is_a_502_and_the_ledger_keeps_no_text(ledger: FakeLedger, psa: FakePSA) -> None:
     failed_write_back(ledger, psa, markdown="First wording.")
-    pending = ledger.pending_note(ledger.session(ACCOUNT, SESSION), WritebackKind.resolve)
+    pending = only_pending(ledger, ledger.session(ACCOUNT, SESSION))
     psa.ignore_note_text_updates = True
     second = step("prepare", start(ledger, pending=pending, markdown=NOTE, new_session=False))
 

@@ -36,7 +36,16 @@ from flowpilot.psa.base import (
 )
 from flowpilot.store.dynamo import ConditionFailed
 from flowpilot.store.protocols import WritebackLedger
-from flowpilot.writeback_state import GuardedNote, LedgerEntry, LedgerError, PendingNote, TicketRef
+from flowpilot.writeback_state import (
+    GuardedNote,
+    LedgerEntry,
+    LedgerError,
+    PendingNote,
+    TicketRef,
+    keep_pending,
+    pending_notes,
+    settled_attributes,
+)
 
 # --- the ledger ----------------------------------------------------------------------------------------
 
@@ -52,10 +61,6 @@ def _stored(values: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def _pending_attribute(kind: WritebackKind) -> str:
-    return f"pending_note_{kind.value}"
 
 
 class FakeLedger:
@@ -184,7 +189,7 @@ class FakeLedger:
             "psa_ticket": ticket,
             "resolution_summary" if kind is WritebackKind.resolve else "escalation_reason": summary,
         }
-        self._finish(account_id, session_id, writeback_id, values, remove=(_pending_attribute(kind),))
+        self._finish(account_id, session_id, writeback_id, values, remove=settled_attributes(kind, ticket))
 
     def release_session(
         self,
@@ -203,7 +208,7 @@ class FakeLedger:
         if guards:
             values["guard_internal_notes"] = [g.model_dump(mode="json") for g in guards]
         if pending is not None:
-            values[_pending_attribute(kind)] = pending
+            values |= keep_pending(kind, pending)
         self._finish(account_id, session_id, writeback_id, values)
 
     def record_drift(self, account_id: str, session_id: str, last_writeback: WritebackSummary) -> None:
@@ -220,9 +225,8 @@ class FakeLedger:
     def finished_state(self, account_id: str, session_id: str, writeback_id: str) -> str | None:
         return self.finished.get((account_id, session_id, writeback_id))
 
-    def pending_note(self, session_item: dict[str, Any], kind: WritebackKind) -> PendingNote | None:
-        raw = session_item.get(_pending_attribute(kind))
-        return PendingNote.model_validate(raw) if isinstance(raw, dict) and raw.get("writeback_id") else None
+    def pending_notes(self, session_item: dict[str, Any], kind: WritebackKind) -> list[PendingNote]:
+        return pending_notes(session_item, kind)  # the item format is the store's, shared
 
     def guarded_notes(self, session_item: dict[str, Any]) -> list[GuardedNote]:
         raw = session_item.get("guard_internal_notes")
@@ -257,7 +261,7 @@ class FakeLedger:
         last = LedgerEntry.model_validate({**entry.model_dump(), **abandoned}).summary_view()
         session.update(_stored({"last_writeback": last, "updated_at": now}))
         if pending is not None:
-            session.update(_stored({_pending_attribute(entry.kind): pending}))
+            session.update(_stored(dict(keep_pending(entry.kind, pending))))
         session.pop("active_writeback_id", None)
         session.pop("active_writeback_at", None)
         item.update(abandoned)

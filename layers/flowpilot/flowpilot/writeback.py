@@ -41,7 +41,15 @@ from flowpilot.sessions import get_session, require_active, session_item
 from flowpilot.store import executions
 from flowpilot.store import sessions as session_store
 from flowpilot.store import writebacks as ledger
-from flowpilot.writeback_state import GuardedNote, LedgerEntry, LedgerError, PendingNote, TicketRef, WritebackState
+from flowpilot.writeback_state import (
+    GuardedNote,
+    LedgerEntry,
+    LedgerError,
+    PendingNote,
+    TicketRef,
+    WritebackState,
+    same_ticket,
+)
 
 # The answer waits at most one interval after the write-back ends; each poll is one small read.
 POLL_INTERVAL_SECONDS = 0.1
@@ -129,7 +137,9 @@ def _lock_and_describe(
         )
         if ticket is not None:
             check_configured(caller.account_id, ticket.provider)  # fail fast: 422 before anything starts
-        pending = ledger.pending_note(raw_session, kind)
+        pending = next(
+            (note for note in ledger.pending_notes(raw_session, kind) if ticket and note.is_for(ticket)), None
+        )
         entry = _ledger_entry(caller, session_id, writeback_id, kind, request.markdown, summary, ticket, pending)
         try:
             ledger.take_lock_and_start(caller.account_id, entry, _stored_ticket(raw_session), int(time.time()))
@@ -238,7 +248,7 @@ def _ledger_entry(
     pending: PendingNote | None,
 ) -> LedgerEntry:
     """The ledger entry a write-back starts with; a resume carries the earlier note so it is never posted twice."""
-    resume = bool(ticket and pending and _same_ticket(pending.ticket_id, ticket.ticket_id) and pending.note_marker)
+    resume = bool(ticket and pending and pending.is_for(ticket))
     now = now_iso()
     entry = LedgerEntry(
         writeback_id=writeback_id,
@@ -272,17 +282,17 @@ def _internal_notes_to_guard(
     ticket after a relink): each must be found internal before this post can answer 200."""
     if ticket is None:
         return []
-    pending = ledger.pending_note(raw_session, WritebackKind.escalate)
     candidates: list[tuple[str, str, str | None]] = [
         (g.ticket_id, g.note_id, None) for g in ledger.guarded_notes(raw_session)
     ]
-    if pending is not None and pending.note_id and pending.ticket_id:
-        candidates.append((pending.ticket_id, pending.note_id, pending.provider))
+    for pending in ledger.pending_notes(raw_session, WritebackKind.escalate):
+        if pending.note_id and pending.ticket_id:
+            candidates.append((pending.ticket_id, pending.note_id, pending.provider))
     guards: list[GuardedNote] = []
     for ticket_id, note_id, provider in candidates:
         if (provider or ticket.provider) != ticket.provider:
             continue
-        if kind is WritebackKind.escalate and _same_ticket(ticket_id, ticket.ticket_id):
+        if kind is WritebackKind.escalate and same_ticket(ticket_id, ticket.ticket_id):
             continue  # resumed by this very post, which reads it back and repairs it
         guard = GuardedNote(ticket_id=canonical_ticket_id(ticket_id), note_id=note_id)
         if guard not in guards:
@@ -296,13 +306,6 @@ def _stored_ticket(raw_session: dict[str, Any]) -> TicketRef | None:
     if not isinstance(stored, dict) or not stored.get("ticket_id"):
         return None
     return TicketRef(ticket_id=str(stored["ticket_id"]), provider=str(stored.get("provider")))
-
-
-def _same_ticket(a: object, b: object) -> bool:
-    try:
-        return canonical_ticket_id(str(a)) == canonical_ticket_id(str(b))
-    except ValueError:
-        return False
 
 
 def _abandon(caller: Caller, session_id: str, writeback_id: str) -> None:

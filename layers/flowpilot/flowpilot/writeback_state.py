@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowpilot.account_settings import Preferences
-from flowpilot.models import SessionStatus, WritebackKind, WritebackOutcome, WritebackSummary
+from flowpilot.models import SessionStatus, WritebackKind, WritebackOutcome, WritebackSummary, canonical_ticket_id
 
 
 class _Shape(BaseModel):
@@ -191,10 +191,76 @@ class LedgerEntry(_Shape):
 
 
 class PendingNote(_Shape):
-    """What a failed write-back leaves on the session so the next post of its kind reuses its note."""
+    """What a failed write-back leaves on the session so the next post of its kind to that ticket reuses its note.
+
+    A session keeps one per kind and ticket: a post to another ticket (after a relink) that fails too leaves
+    its own, and a relink back finds the first one still there.
+    """
 
     writeback_id: str
     note_id: str | None = None
     note_marker: str | None = None
     ticket_id: str | None = None
     provider: str | None = None
+
+    def is_for(self, ticket: TicketRef) -> bool:
+        """Whether a post to `ticket` resumes this note (same PSA, same ticket under any spelling)."""
+        return (
+            bool(self.note_marker)
+            and self.provider in (None, ticket.provider)
+            and same_ticket(self.ticket_id, ticket.ticket_id)
+        )
+
+
+# The session attribute of a pending note: `pending_note_<kind>__<provider>__<ticket>`. Sessions stored before
+# notes were kept per ticket have one `pending_note_<kind>`, read as one more of them.
+_PENDING = "pending_note_"
+
+
+def pending_attribute(kind: WritebackKind, provider: str | None, ticket_id: str | None) -> str:
+    """The session attribute that keeps `kind`'s pending note for one ticket (a name DynamoDB takes unquoted)."""
+    try:
+        ticket = canonical_ticket_id(str(ticket_id))
+    except ValueError:
+        ticket = "".join(c for c in str(ticket_id) if c.isascii() and c.isalnum()) or "none"
+    provider_name = "".join(c for c in str(provider or "any") if c.isascii() and c.isalnum())
+    return f"{_PENDING}{kind.value}__{provider_name}__{ticket}"
+
+
+def keep_pending(kind: WritebackKind, pending: PendingNote) -> dict[str, PendingNote]:
+    """The session attribute (and value) that keeps `pending` for its ticket."""
+    return {pending_attribute(kind, pending.provider, pending.ticket_id): pending}
+
+
+def settled_attributes(kind: WritebackKind, ticket: TicketRef | None) -> tuple[str, ...]:
+    """What a write-back of `kind` that succeeded on `ticket` removes: that ticket's pending note (and the single
+    one of sessions stored before notes were kept per ticket)."""
+    legacy = f"{_PENDING}{kind.value}"
+    return (legacy,) if ticket is None else (legacy, pending_attribute(kind, ticket.provider, ticket.ticket_id))
+
+
+def pending_attributes(session_item: dict[str, Any], kind: WritebackKind) -> list[str]:
+    """The attributes of `session_item` that keep a pending note of `kind` (per ticket, and the older single one)."""
+    legacy = f"{_PENDING}{kind.value}"
+    return sorted(name for name in session_item if name == legacy or name.startswith(f"{legacy}__"))
+
+
+def pending_notes(session_item: dict[str, Any], kind: WritebackKind) -> list[PendingNote]:
+    """Every pending note of `kind` the session keeps, whatever its ticket."""
+    raw = (session_item[name] for name in pending_attributes(session_item, kind))
+    return [PendingNote.model_validate(value) for value in raw if isinstance(value, dict) and value.get("writeback_id")]
+
+
+def pending_note_for(session_item: dict[str, Any], kind: WritebackKind, ticket: TicketRef | None) -> PendingNote | None:
+    """The pending note a post of `kind` to `ticket` resumes, if the session keeps one for that ticket."""
+    if ticket is None:
+        return None
+    return next((note for note in pending_notes(session_item, kind) if note.is_for(ticket)), None)
+
+
+def same_ticket(a: object, b: object) -> bool:
+    """Two spellings of one ticket id (" 01005" is 1005); anything that is not a ticket id matches nothing."""
+    try:
+        return canonical_ticket_id(str(a)) == canonical_ticket_id(str(b))
+    except ValueError:
+        return False

@@ -11,11 +11,20 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from flowpilot import writeback_state
 from flowpilot.models import SessionStatus, WritebackKind, WritebackSummary
 from flowpilot.store import dynamo
 from flowpilot.store.dynamo import ConditionFailed, is_condition_failure
 from flowpilot.store.sessions import session_key
-from flowpilot.writeback_state import GuardedNote, LedgerEntry, LedgerError, PendingNote, TicketRef
+from flowpilot.writeback_state import (
+    GuardedNote,
+    LedgerEntry,
+    LedgerError,
+    PendingNote,
+    TicketRef,
+    keep_pending,
+    settled_attributes,
+)
 
 
 def ledger_key(account_id: str, session_id: str, writeback_id: str) -> dict[str, str]:
@@ -171,14 +180,9 @@ def record_error(account_id: str, session_id: str, writeback_id: str, error: Led
         update(account_id, session_id, writeback_id, {"last_error": error, "updated_at": now})
 
 
-def _pending_attribute(kind: WritebackKind) -> str:
-    return f"pending_note_{kind.value}"
-
-
-def pending_note(session_item: dict[str, Any], kind: WritebackKind) -> PendingNote | None:
-    """The note a failed write-back of `kind` left on the session (from its stored item), if any."""
-    raw = session_item.get(_pending_attribute(kind))
-    return PendingNote.model_validate(raw) if isinstance(raw, dict) and raw.get("writeback_id") else None
+def pending_notes(session_item: dict[str, Any], kind: WritebackKind) -> list[PendingNote]:
+    """The notes failed write-backs of `kind` left on the session (from its stored item), one per ticket."""
+    return writeback_state.pending_notes(session_item, kind)
 
 
 def guarded_notes(session_item: dict[str, Any]) -> list[GuardedNote]:
@@ -212,7 +216,7 @@ def close_session(
         "psa_ticket": ticket,
         "resolution_summary" if kind is WritebackKind.resolve else "escalation_reason": summary,
     }
-    _finish(account_id, session_id, writeback_id, _stored(values), remove=(_pending_attribute(kind),))
+    _finish(account_id, session_id, writeback_id, _stored(values), remove=settled_attributes(kind, ticket))
 
 
 def release_session(
@@ -232,7 +236,7 @@ def release_session(
     if guards:
         values["guard_internal_notes"] = [g.model_dump(mode="json") for g in guards]
     if pending is not None:
-        values[_pending_attribute(kind)] = pending
+        values |= keep_pending(kind, pending)
     _finish(account_id, session_id, writeback_id, _stored(values))
 
 
@@ -287,7 +291,7 @@ def abandon(
     session_set = {"last_writeback": last.model_dump(mode="json", exclude_none=True), "updated_at": now}
     remove = ["active_writeback_id", "active_writeback_at"]
     if pending is not None:
-        session_set[_pending_attribute(entry.kind)] = pending.model_dump(mode="json", exclude_none=True)
+        session_set |= _stored(dict(keep_pending(entry.kind, pending)))
     expression, names, values = dynamo.set_clause(session_set, remove)
     try:
         dynamo.client().transact_write_items(
