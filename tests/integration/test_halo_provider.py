@@ -807,6 +807,7 @@ def test_note_html_round_trip_through_halo(sim: HaloSimulator, halo: HaloProvide
         ("<p>a</p><p>b</p>", "a\n\nb"),
         ("<div>a</div>\n<div>b &amp; c</div>", "a\nb & c"),
         ("<p>\n  a<BR>b\n</p>", "a\nb"),
+        ("<p>\n    a\n    b<br>\n    c\n</p>", "a b\nc"),  # a line break between words renders as a space
         ("<p><span style='x'>ref:fp-wb</span></p>", "ref:fp-wb"),
     ],
 )

@@ -128,6 +128,43 @@ def test_a_kept_note_survives_a_failed_post_to_another_ticket(api: Api, any_psa:
     assert len(any_psa.note_views(1006)) == 1  # the other ticket's note is its own, untouched
 
 
+def shown_without_marker(view: Any) -> str:
+    body = view.text.replace("\r\n", "\n").rsplit("\n---\n", 1)[0]
+    return "\n".join(line.rstrip() for line in body.split("\n")).strip("\n")
+
+
+def test_a_repost_that_changes_only_indentation_amends_and_the_ledger_shows_the_ticket(api: Api, any_psa: Any) -> None:
+    """In Markdown four leading spaces make a code block: "    code" and "code" are different notes."""
+    session = ticket_session(api, any_psa, "1003")
+    assert resolve(api, session["id"], "    Get-Service spooler\nRestarted it.").status == 502
+    any_psa.set_faults(1003, ignore_status_change=False)
+    response = resolve(api, session["id"], "Get-Service spooler\nRestarted it.")
+    assert response.status == 200, response.text
+    assert response.body["note_amended"] is True
+    [note] = any_psa.note_views(1003)
+    assert shown_without_marker(note) == "Get-Service spooler\nRestarted it."
+    recorded = writeback(api, session["id"], response.body["writeback_id"])["markdown"]
+    assert recorded == shown_without_marker(note)
+
+
+@pytest.mark.parametrize(
+    ("sent", "recorded"),
+    [
+        ("   padded text   \n\n\n", "   padded text"),
+        ("Line one  \nLine two\u00a0", "Line one\nLine two"),
+        ("\n\nDone.\r\n\r\n", "Done."),
+    ],
+)
+def test_the_ledger_records_the_text_the_ticket_shows(api: Api, any_psa: Any, sent: str, recorded: str) -> None:
+    session = ticket_session(api, any_psa, "1001")
+    response = resolve(api, session["id"], sent)
+    assert response.status == 200, response.text
+    [note] = any_psa.note_views(1001)
+    entry = writeback(api, session["id"], response.body["writeback_id"])
+    assert entry["markdown"] == recorded == shown_without_marker(note)
+    assert entry["requested_markdown"] == sent.replace("\r\n", "\n")  # as cleaned: line endings are LF
+
+
 def test_an_edited_repost_amends_the_kept_note(api: Api, any_psa: Any) -> None:
     session = ticket_session(api, any_psa, "1003")
     assert resolve(api, session["id"]).status == 502

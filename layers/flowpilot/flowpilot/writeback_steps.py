@@ -30,6 +30,7 @@ from flowpilot.psa.base import (
     PSAStatusVerificationError,
     same_text,
     with_marker,
+    without_marker,
 )
 from flowpilot.psa.factory import provider_for_account
 from flowpilot.store import dynamo
@@ -158,13 +159,18 @@ def post_note(state: WritebackState) -> WritebackState:
             metrics.add_metric(name="NotePosted", unit="Count", value=1)
         else:
             logger.info("reusing the note already on the ticket", extra={"note_id": note_id})
-        note_id, amended = _settle_note(p, state, note_id, approved, kind, marker)
+        shown, amended = _settle_note(p, state, note_id, approved, kind, marker)
     if amended:
         metrics.add_metric(name="NoteAmended", unit="Count", value=1)
+    # What the ticket shows, as read back, is what the ledger records: not the request, which the PSA may
+    # have normalised (trailing whitespace, blank lines).
     recorded = _ledger_update(
-        state, markdown=state.markdown, note_verified_at=now_iso(), note_amended=True if amended else None
+        state,
+        markdown=without_marker(shown.text, marker),
+        note_verified_at=now_iso(),
+        note_amended=True if amended else None,
     )
-    state.note_id, state.posted_at, state.note_amended = note_id, recorded.note_posted_at, recorded.note_amended
+    state.note_id, state.posted_at, state.note_amended = shown.id, recorded.note_posted_at, recorded.note_amended
     return state
 
 
@@ -348,10 +354,11 @@ def _note_kind(state: WritebackState) -> NoteKind:
 
 def _settle_note(
     p: PSAProvider, state: WritebackState, note_id: str, approved: str, kind: NoteKind, marker: str
-) -> tuple[str, bool]:
+) -> tuple[PostedNote, bool]:
     """Read the note back; repair its visibility and amend its text if either differs; read it back again.
 
-    Returns the note id (a new one only when the PSA lost the note) and whether the text was amended.
+    Returns the note as last read back (a new one only when the PSA lost the note) and whether the text was
+    amended.
     """
     ticket_id = state.linked_ticket.ticket_id
     try:
@@ -361,7 +368,7 @@ def _settle_note(
     text_ok = same_text(note.text, approved)
     visible_ok = p.visibility_matches(note, kind)
     if text_ok and visible_ok:
-        return note.id, False
+        return note, False
     if not visible_ok:
         metrics.add_metric(name="NoteVisibilityRepaired", unit="Count", value=1)
         logger.error(
@@ -379,12 +386,12 @@ def _settle_note(
             "earlier text; the ticket was not changed further. Check the note in the PSA.",
             details={"ticket_id": ticket_id, "note_id": after.id},
         )
-    return after.id, not text_ok
+    return after, not text_ok
 
 
 def _replace_lost_note(
     p: PSAProvider, state: WritebackState, lost_id: str, approved: str, kind: NoteKind, marker: str
-) -> str:
+) -> PostedNote:
     """The note on the ledger was deleted in the PSA: the ticket shows no note, so post it (once) again."""
     ticket_id = state.linked_ticket.ticket_id
     found = p.find_note_by_marker(ticket_id, marker)
@@ -399,7 +406,7 @@ def _replace_lost_note(
         found = p.post_note(ticket_id, approved, kind)
         metrics.add_metric(name="NotePosted", unit="Count", value=1)
     ledger.replace_note_id(state.account_id, state.session_id, state.writeback_id, lost_id, found.id, now_iso())
-    return _repair_visibility(p, ticket_id, p.get_note(ticket_id, found.id), kind).id
+    return _repair_visibility(p, ticket_id, p.get_note(ticket_id, found.id), kind)
 
 
 def _guard_internal_note(p: PSAProvider, ticket_id: str, note_id: str) -> None:

@@ -274,13 +274,32 @@ def with_marker(text: str, marker: str) -> str:
 
 
 def same_text(shown: str, approved: str) -> bool:
-    """Whether the PSA shows the approved text, ignoring what PSAs normalise (line endings, trailing blanks)."""
+    """Whether the PSA shows the approved text, ignoring only what PSAs normalise: line endings, whitespace at
+    the end of a line, and blank lines before or after the text. Indentation counts (in Markdown four leading
+    spaces make a code block), so "    code" is not "code"."""
     return _normalised(shown) == _normalised(approved)
 
 
 def _normalised(text: str) -> str:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return "\n".join(line.rstrip() for line in lines).strip()
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def without_marker(shown: str, marker: str) -> str:
+    """The text a note shows without the marker block `with_marker` added (normalised as `same_text` compares):
+    what the ledger records as the note's text."""
+    lines = _normalised(shown).split("\n")
+    if lines and lines[-1].strip() == f"FlowPilot {marker}":
+        lines.pop()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if lines and lines[-1].strip() == "---":
+            lines.pop()
+    return _normalised("\n".join(lines))
 
 
 def contains_marker(text: str, marker: str) -> bool:

@@ -630,6 +630,10 @@ _BR = re.compile(r"<br\s*/?>", re.I)
 _PARAGRAPH_BREAK = re.compile(r"</p\s*>\s*<p(?:\s[^>]*)?>", re.I)
 _BLOCK_BREAK = re.compile(r"</(?:div|li|h[1-6]|tr|blockquote|pre)\s*>\s*(?=<)", re.I)
 _LAYOUT_WHITESPACE = re.compile(r">[ \t]*\r?\n\s*<")
+# We never write a raw line break (lines are joined with <br>): one in the stored HTML is Halo's pretty-printing.
+# Beside a tag it is layout only; between words it renders as one space.
+_LAYOUT_AT_TAG = re.compile(r"(?<=>)[ \t]*\r?\n\s*|\s*\r?\n[ \t]*(?=<)")
+_LAYOUT_BETWEEN_WORDS = re.compile(r"[ \t]*\r?\n\s*")
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -640,6 +644,7 @@ def to_note_html(text: str) -> str:
 
 def from_note_html(value: str) -> str:
     text = _LAYOUT_WHITESPACE.sub("><", value)  # pretty-printing between tags is not content
+    text = _LAYOUT_BETWEEN_WORDS.sub(" ", _LAYOUT_AT_TAG.sub("", text))
     text = _PARAGRAPH_BREAK.sub("\n\n", text)
     text = _BR.sub("\n", text)
     text = _BLOCK_BREAK.sub("\n", text)
