@@ -332,3 +332,29 @@ def test_autotask_ambiguous_publish_labels_are_a_422_unless_pinned(api: Api, aws
         assert response.body["error"]["code"] == "psa_visibility_unknown"
         assert "autotask_internal_publish_value" in response.body["error"]["message"]
         assert sim.note_views(1002) == []
+
+
+@pytest.mark.parametrize(
+    ("variant", "public", "internal"), [("standard", 1, 2), ("swapped", 3, 1)], ids=["standard", "swapped"]
+)
+def test_an_autotask_pin_never_overrules_a_label_that_says_the_opposite(
+    api: Api, aws_env: dict[str, str], variant: str, public: int, internal: int
+) -> None:
+    """Pins settle labels that don't say; pinning the internal note to "All Autotask Users" is a 422, not a 200."""
+    with simulated_psa("autotask", aws_env, tenant_variant=variant) as sim:
+        connect_simulator(api, sim, autotask_internal_publish_value=public)
+        escalated = escalate(api, ticket_session(api, sim, "1002")["id"])
+        assert escalated.status == 422, escalated.text
+        assert escalated.body["error"]["code"] == "psa_visibility_unknown"
+        assert "autotask_internal_publish_value" in escalated.body["error"]["message"]
+        connect_simulator(api, sim, autotask_public_publish_value=internal)
+        resolved = resolve(api, ticket_session(api, sim, "1001")["id"])
+        assert resolved.status == 422, resolved.text
+        assert "autotask_public_publish_value" in resolved.body["error"]["message"]
+        assert sim.note_views(1002) == [] and sim.note_views(1001) == []
+
+        same = api.put(
+            "/account-settings/preferences", {"autotask_public_publish_value": 2, "autotask_internal_publish_value": 2}
+        )
+        assert same.status == 422, same.text
+        assert api.get("/account-settings").body["preferences"]["autotask_internal_publish_value"] is None

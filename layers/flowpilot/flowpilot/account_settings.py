@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from flowpilot.clock import now_iso
+from flowpilot.errors import InvalidInput
 from flowpilot.identity import Caller
 from flowpilot.models import Strict
 from flowpilot.observability import logger
@@ -254,6 +255,14 @@ def preferences_for(account_id: str) -> Preferences:
 
 
 def put_preferences(caller: Caller, preferences: Preferences) -> AccountSettings:
+    # Checked here, not on the model: preferences stored before the check must still load.
+    public, internal = preferences.autotask_public_publish_value, preferences.autotask_internal_publish_value
+    if public is not None and public == internal:
+        raise InvalidInput(
+            "autotask_public_publish_value and autotask_internal_publish_value must differ: one publish value "
+            "cannot make a note both customer-visible and internal.",
+            code="validation_error",
+        )
     store.put_field(caller.account_id, "preferences", preferences.model_dump(mode="json"), now_iso())
     return _view(caller.account_id)
 

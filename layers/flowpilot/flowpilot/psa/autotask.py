@@ -595,13 +595,22 @@ class AutotaskProvider(HTTPProvider):
         details = {"preference": preference, "note_kind": str(kind), "active_publish_values": values}
         pinned = self._publish_pins[kind]
         if pinned is not None:
-            if any(c.value == pinned for c in active):
-                return pinned
-            raise PSAVisibilityUnknown(
-                f"The preference {preference} = {pinned} is not an active value of Autotask's note publish "
-                f"picklist. Active values: {listed}. Set {preference} to the one that makes a note {visibility}.",
-                details=details,
-            )
+            choice = next((c for c in active if c.value == pinned), None)
+            if choice is None:
+                raise PSAVisibilityUnknown(
+                    f"The preference {preference} = {pinned} is not an active value of Autotask's note publish "
+                    f"picklist. Active values: {listed}. Set {preference} to the one that makes a note {visibility}.",
+                    details=details,
+                )
+            if _label_contradicts(kind, choice.label) or pinned == self._publish_pins[_other_kind(kind)]:
+                # A pin settles labels that don't say; it never overrules one that says the opposite.
+                raise PSAVisibilityUnknown(
+                    f"The preference {preference} = {pinned} names the value labelled {choice.label!r}, which does "
+                    f"not make a note {visibility} (or is pinned for both kinds of note). Active values: {listed}. "
+                    f"Set {preference} to the one that makes a note {visibility}; nothing was posted.",
+                    details=details,
+                )
+            return pinned
         if len(candidates) == 1:
             return candidates[0].value
         raise PSAVisibilityUnknown(
@@ -693,6 +702,17 @@ class AutotaskProvider(HTTPProvider):
             internal_analysis=internal,
             flags={"publish": publish},
         )
+
+
+def _label_contradicts(kind: NoteKind, label: str) -> bool:
+    """Whether a publish value's label says the opposite of what `kind` needs."""
+    if kind is NoteKind.resolution:
+        return _INTERNAL_LABEL_PART in label.lower()
+    return label.strip().lower() == _PUBLIC_LABEL
+
+
+def _other_kind(kind: NoteKind) -> NoteKind:
+    return NoteKind.internal_analysis if kind is NoteKind.resolution else NoteKind.resolution
 
 
 def provider_for(connection: AutotaskConnection, **kw: Any) -> AutotaskProvider:
