@@ -225,6 +225,8 @@ def _read_body(environ: WSGIEnvironment) -> bytes | None:
             raise _refuse(400, "invalid_content_length", "Send Content-Length or chunked encoding, not both.")
         try:
             data: bytes = stream.read(MAX_BODY + 1)
+        except TimeoutError as error:
+            raise _stalled("The chunked body stopped arriving.") from error
         except OSError as error:
             raise _refuse(400, "invalid_chunked_body", "The chunked body is malformed.") from error
         if len(data) > MAX_BODY:
@@ -239,10 +241,17 @@ def _read_body(environ: WSGIEnvironment) -> bytes | None:
         raise _refuse(413, "payload_too_large", "The body is over 10 MB.")
     if length == 0:
         return None
-    data = stream.read(length)
+    try:
+        data = stream.read(length)
+    except TimeoutError as error:  # the client sent part of the body and then nothing
+        raise _stalled(f"The body stopped arriving before its {length} bytes.") from error
     if len(data) < length:
         raise _refuse(400, "incomplete_body", f"The body ended after {len(data)} of {length} bytes.")
     return data
+
+
+def _stalled(message: str) -> _Refused:
+    return _refuse(408, "request_timeout", f"{message} Nothing was done; send the request again.")
 
 
 def _headers(environ: WSGIEnvironment, body: bytes | None) -> dict[str, str]:

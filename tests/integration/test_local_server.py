@@ -167,6 +167,26 @@ def test_malformed_chunks_are_a_json_400(api: server.LocalApi, recorder: Recorde
     assert recorder.calls == []
 
 
+@pytest.mark.parametrize(
+    ("headers", "partial"),
+    [
+        ({"Content-Length": "100"}, b'{"kind": "'),
+        ({"Transfer-Encoding": "chunked"}, b'40\r\n{"kind": "'),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_a_body_that_stops_arriving_is_a_json_408(
+    api: server.LocalApi, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str], partial: bytes
+) -> None:
+    """Part of a body, then silence: once the server's read times out, a JSON 408 (it was a 500)."""
+    monkeypatch.setattr(server._RequestHandler, "timeout", 0.5)
+    status, answer_headers, body = request(
+        api, "POST", "/ai-sessions/x/evidence", {**headers, "Content-Type": "application/json"}, partial
+    )
+    assert_json_error(status, answer_headers, body, 408, "request_timeout")
+    assert recorder.calls == []
+
+
 def test_oversized_body_is_a_json_413_without_reading_it(api: server.LocalApi, recorder: Recorder) -> None:
     headers = {"Content-Type": "application/json", "Content-Length": str(server.MAX_BODY + 1)}
     assert_json_error(*request(api, "POST", "/ai-sessions", headers), 413, "payload_too_large")
