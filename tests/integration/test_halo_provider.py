@@ -530,10 +530,12 @@ def test_an_outcome_halo_does_not_have_is_not_configured(sim: HaloSimulator, mak
     assert [r.path for r in sim.requests].count("/api/Outcome") == 1
 
 
-def test_an_outcome_the_agent_may_not_use_is_an_auth_error_naming_it(sim: HaloSimulator, make: Factory) -> None:
+def test_an_outcome_the_agent_may_not_use_is_a_422_naming_the_setting(sim: HaloSimulator, make: Factory) -> None:
+    """Not rejected credentials (a 502 psa_auth_failed said so): a setting to change, and nothing was posted."""
     halo = make(resolution_outcome_id=RESTRICTED_OUTCOME_ID)
-    with pytest.raises(PSAAuthError) as err:
+    with pytest.raises(PSANotConfigured) as err:
         halo.post_note("1001", "x", NoteKind.resolution)
+    assert (err.value.status, err.value.code) == (422, "psa_not_configured")
     assert "You do not have access to this Action at the moment" in err.value.message
     assert f"outcome {RESTRICTED_OUTCOME_ID} (halo_resolution_outcome_id)" in err.value.message
     assert err.value.details == {"psa_status": 400, "preference": "halo_resolution_outcome_id"}
@@ -744,7 +746,7 @@ def test_no_error_message_or_repr_carries_the_secret_or_a_token(sim: HaloSimulat
         PSAStatusNotOnBoard,
         PSANoteNotFound,
         PSAAuthError,
-        PSAAuthError,
+        PSANotConfigured,  # an outcome the agent may not use: a setting to change
         PSANotConfigured,
         PSAAuthError,
     ]

@@ -358,3 +358,20 @@ def test_an_autotask_pin_never_overrules_a_label_that_says_the_opposite(
         )
         assert same.status == 422, same.text
         assert api.get("/account-settings").body["preferences"]["autotask_internal_publish_value"] is None
+
+
+def test_halo_refusing_the_outcome_to_our_agent_is_a_422_that_says_nothing_was_posted(
+    api: Api, aws_env: dict[str, str]
+) -> None:
+    from devstack.halo_simulator import RESTRICTED_OUTCOME_ID
+
+    with simulated_psa("halopsa", aws_env) as sim:
+        connect_simulator(api, sim, halo_resolution_outcome_id=RESTRICTED_OUTCOME_ID)
+        session = ticket_session(api, sim, "1001")
+        response = resolve(api, session["id"])
+        assert response.status == 422, response.text
+        error = response.body["error"]
+        assert error["code"] == "psa_not_configured" and "halo_resolution_outcome_id" in error["message"]
+        assert "may already be on the ticket" not in error["message"]
+        assert sim.note_views(1001) == []
+        assert api.get(f"/ai-sessions/{session['id']}").body["status"] == "active"

@@ -504,8 +504,9 @@ def _failure_for_client(entry: LedgerEntry, failure: StepFailure | None) -> Ledg
     if entry.note_id:
         # Say plainly that the note is on the ticket, so nobody posts it again by hand.
         details.update(note_id=entry.note_id, note_kept=True)
-    elif entry.post_attempted:
-        # The PSA may have stored the note without answering; a re-post finds it by its marker.
+    elif entry.post_attempted and error.status != 422:
+        # The PSA may have stored the note without answering; a re-post finds it by its marker. (A 422 is the
+        # PSA's own refusal of the note: nothing was stored.)
         details.update(note_may_be_on_ticket=True, note_marker=entry.note_marker)
         message += " The note may already be on the ticket; posting again will not duplicate it."
     return LedgerError(code=error.code, message=message, status=error.status, details=details or None)

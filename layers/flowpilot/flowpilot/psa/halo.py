@@ -450,14 +450,18 @@ class HaloProvider(HTTPProvider):
         maybe = "; it may have been applied" if write else ""
 
         if _NO_ACCESS in said.lower() and status < 500:
-            outcome = ""
             if kind is not None:
+                # A setting to change, not credentials: Halo refused the action, so nothing was stored.
                 pref = OUTCOME_PREFERENCES[kind]
-                outcome = f" outcome {self._outcomes[kind]} ({pref})"
-                details["preference"] = pref
+                return PSANotConfigured(
+                    f"HaloPSA refused to {what} (HTTP {status}{_colon(said)}); the API application's agent may not "
+                    f"use outcome {self._outcomes[kind]} ({pref}). Give the agent access to it in Halo, or set {pref} "
+                    "to another outcome; nothing was posted.",
+                    details={**details, "preference": pref},
+                )
             return PSAAuthError(
                 f"HaloPSA refused to {what} (HTTP {status}{_colon(said)}); the API application's agent may not use"
-                f"{outcome or ' that outcome'}. Give the agent access to it in Halo, or choose another outcome.",
+                " that outcome. Give the agent access to it in Halo, or choose another outcome.",
                 details=details,
             )
         if status == 401:
