@@ -238,25 +238,36 @@ def test_blank_markdown_is_422_and_posts_nothing(api: Api, psa: Any, blank: str)
     assert api.get(f"/ai-sessions/{session['id']}").body["status"] == "active"
 
 
-def test_control_characters_never_reach_the_ticket(api: Api, psa: Any) -> None:
-    session = ticket_session(api, "1001")
-    dirty = "Reset\x00 the \x1b[31madapter\x1b[0m\x07.\r\nStable\x7f for \x9b2J30 minutes.\tDone."
-    response = resolve(api, session["id"], dirty)
-    assert response.status == 200, response.text
-    text = psa.notes(1001)[0]["text"]
-    assert text.startswith("Reset the adapter.\nStable for 30 minutes.\tDone.")
-    assert not any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in text)
+def _hidden(c: str) -> bool:
+    """Control characters but newline and tab, and the explicit bidi controls (embeddings, overrides, isolates)."""
+    code = ord(c)
+    return (
+        (code < 32 and c not in "\n\t") or 0x7F <= code <= 0x9F or 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069
+    )
 
 
-def test_bidi_overrides_never_reach_the_ticket(api: Api, psa: Any) -> None:
-    """An override can make a customer-visible note read differently than the engineer approved it."""
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        (
+            "Reset\x00 the \x1b[31madapter\x1b[0m\x07.\r\nStable\x7f for \x9b2J30 minutes.\tDone.",
+            "Reset the adapter.\nStable for 30 minutes.\tDone.",
+        ),
+        # An override can make a customer-visible note read differently than the engineer approved it.
+        (
+            "Refund of \u202e00.001$\u202c approved.\nSee \u2066file\u2069 and \u202aleft\u202b right\u202c\u202d.",
+            "Refund of 00.001$ approved.\nSee file and left right.",
+        ),
+    ],
+    ids=["control", "bidi"],
+)
+def test_control_and_bidi_characters_never_reach_the_ticket(api: Api, psa: Any, sent: str, shown: str) -> None:
     session = ticket_session(api, "1001")
-    spoofed = "Refund of \u202e00.001$\u202c approved.\nSee \u2066file\u2069 and \u202aleft\u202b right\u202c\u202d."
-    response = resolve(api, session["id"], spoofed)
+    response = resolve(api, session["id"], sent)
     assert response.status == 200, response.text
     text = psa.notes(1001)[0]["text"]
-    assert text.startswith("Refund of 00.001$ approved.\nSee file and left right.")
-    assert not any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in text)
+    assert text.startswith(shown)
+    assert not any(_hidden(c) for c in text)
 
 
 # --- the secret check before a customer-visible post ----------------------------------------------
