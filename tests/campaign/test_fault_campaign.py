@@ -213,6 +213,9 @@ class Plan:
     relink_step: str = ""
     relink_failure: str = ""
     final_kind: str = ""
+    # after_502: the post to the new ticket fails too, and the session is relinked back to the first ticket,
+    # whose kept note the last post must resume (a second note there is a duplicate shown to the customer).
+    round_trip: bool = False
     padding: str = "#"
     # AWS-side faults (tests/campaign/aws_faults.py), drawn from a stream of their own: "" or one of
     # AWS_FAULTS. throttle: the step, the calls of it let through, then the calls throttled. stop: where.
@@ -480,6 +483,8 @@ def _make_psa_plan(seed: int, index: int) -> Plan:
             note_flag_overrides=dict(pick.choice(CW_WRONG_VISIBILITY[kind])) if failure == "visibility" else {},
             final_kind=pick.choice(KINDS) if relink == "after_502" else kind,
         )
+        # Drawn last, so every earlier field of the plan is what it was before round trips existed.
+        kind_fields["round_trip"] = relink == "after_502" and pick.random() < 0.4
     return replace(classic, **kind_fields)
 
 
@@ -1332,6 +1337,9 @@ class Campaign:
             kept = sim.note_views(tid)
             check(len(kept) == 1, f"the failed post ({failure}) left notes {[x.id for x in kept]}")
             self.clear_faults(sid, tid)
+            if plan.round_trip:
+                self.round_trip(plan, pending, kept[0].id)
+                return
             self.relink(pending, alt)
             self.transient_faults(plan, sid, alt, "final")
             entry = self.expect(
@@ -1345,6 +1353,29 @@ class Campaign:
             left = [x.id for x in sim.note_views(tid)]
             check(left == [kept[0].id], f"the old ticket's notes changed from {[kept[0].id]} to {left}")
             self.count("new_note_after_relink")
+
+    def round_trip(self, plan: Plan, pending: Pending, kept_id: str) -> None:
+        """Relinked to the other ticket, a post fails there too; relinked back, the last post resumes the first
+        ticket's kept note: one note on each ticket, the first one showing the last text."""
+        tid, alt, sid = plan.ticket_id, plan.alt_ticket_id, pending.sid
+        sim = self.sim_of(sid)
+        self.relink(pending, alt)
+        sim.set_faults(alt, ignore_status_change=True)
+        self.expect(pending, plan.final_kind, 5, FAILURE_CODE["status"], "the post to the other ticket")
+        on_alt = [x.id for x in sim.note_views(alt)]
+        check(len(on_alt) == 1, f"the other ticket's failed post left notes {on_alt}")
+        self.clear_faults(sid, alt)
+        self.relink(pending, tid)
+        self.transient_faults(plan, sid, tid, "final")
+        entry = self.expect(pending, plan.kind, 7 if plan.edit_final else 0, "", "the post back on the first ticket")
+        back = [x.id for x in sim.note_views(tid)]
+        check(
+            back == [kept_id] == [str(entry["note_id"])] and bool(entry.get("note_reused_from")),
+            f"back on the first ticket the post wrote note {entry['note_id']} (reused "
+            f"{entry.get('note_reused_from')!r}); the ticket shows {back}, its kept note was {kept_id}",
+        )
+        check([x.id for x in sim.note_views(alt)] == on_alt, f"the other ticket's notes changed from {on_alt}")
+        self.count("relink_round_trips")
 
     def session(self, sid: str) -> dict[str, Any]:
         response = self.api_of(sid).get(f"/ai-sessions/{sid}")
@@ -1796,6 +1827,7 @@ def _run_campaign(
         f"visibility_502={c['visibility_502']} resolve_blocked_by_leak={c['guard_blocked']} "
         f"amended={c['note_amended']} amend_dropped={c['amend_dropped']} relinks={c['relinks']} "
         f"relink_409={c['relink_409']} new_note_after_relink={c['new_note_after_relink']} "
+        f"relink_round_trips={c['relink_round_trips']} "
         f"retries={c['psa_429'] + c['psa_5xx'] + c['psa_dropped'] + c['psa_thread_limit'] + c['psa_token_expired']} "
         f"(429={c['psa_429']} 5xx={c['psa_5xx']} dropped={c['psa_dropped']} "
         f"autotask_thread_limit={c['psa_thread_limit']} halo_token_expired={c['psa_token_expired']}) "
