@@ -612,6 +612,51 @@ def test_parameters_marked_sensitive_by_the_template_or_the_fix(api: Api) -> Non
     assert rendered == "Join-Domain -Code '998877'"
 
 
+def test_a_value_that_looks_like_a_secret_is_masked_whatever_the_parameter_is_called(api: Api) -> None:
+    """A parameter named `arguments` holding "/password:..." is as secret as one named `password`."""
+    sid = api.new_session()["id"]
+    value = "/user:admin /password:Zq8vLm2Rt9Xy"
+    fix = add_fix(
+        api,
+        sid,
+        ai_drafted_script="net use \\\\nas\\share {{arguments}} /persistent:{{persist}}",
+        ai_drafted_parameters={"arguments": value, "persist": "no"},
+    )
+    assert fix["ai_drafted_parameters"] == {"arguments": "***", "persist": "no"}
+    assert fix["sensitive_parameters"] == ["arguments"]
+    assert "Zq8vLm2Rt9Xy" not in json.dumps(api.get(fixes_path(sid)).body) and "Zq8vLm2Rt9Xy" not in repr(table_items())
+    missing = decide(api, sid, fix["id"], "one_off", expect=422)
+    assert missing["error"]["details"] == {"missing": ["arguments"]}
+    rendered = decide(api, sid, fix["id"], "one_off", parameters={"arguments": value})["rendered_script"]
+    assert "/password:Zq8vLm2Rt9Xy" in rendered
+
+
+def test_a_draft_template_never_carries_a_literal_secret(api: Api) -> None:
+    """A draft is shared with the whole account: a password written into the script or its description is a
+    422 for draft_template (one_off still renders it for this engineer), and no draft is queued."""
+    sid = api.new_session()["id"]
+    script = add_fix(
+        api,
+        sid,
+        ai_drafted_script="net user administrator Zq8vLm2Rt9Xy\nGet-Service -Name {{svc}}",
+        ai_drafted_parameters={"svc": "spooler"},
+    )
+    refused = decide(api, sid, script["id"], "draft_template", expect=422)
+    assert refused["error"]["code"] == "sensitive_content"
+    assert [w["line"] for w in refused["error"]["details"]["warnings"]] == [1]
+    assert "Zq8vLm2Rt9Xy" not in json.dumps(refused)
+    described = add_fix(
+        api,
+        sid,
+        ai_drafted_script="Get-Service -Name {{svc}}",
+        description="The local admin password is Zq8vLm2Rt9Xy",
+        ai_drafted_parameters={"svc": "spooler"},
+    )
+    assert decide(api, sid, described["id"], "draft_template", expect=422)["error"]["code"] == "sensitive_content"
+    assert api.get("/draft-templates").body["items"] == []
+    assert decide(api, sid, described["id"], "one_off")["rendered_script"] == "Get-Service -Name 'spooler'"
+
+
 # --- draft listing ---
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
-from flowpilot import scripts
+from flowpilot import scanner, scripts
 from flowpilot.clock import new_id
 from flowpilot.config import settings
 from flowpilot.errors import Conflict, InvalidInput, NotFound
@@ -126,7 +126,9 @@ def add_fix(caller: Caller, session_id: str, request: SessionSuggestedFixCreateR
     language = template.language if template else (request.script_language or ScriptLanguage.powershell)
     assert body is not None
     scripts.check_placeholders(body, language)
-    marked = [*request.sensitive_parameters, *(template.sensitive_parameters if template else [])]
+    # Sensitive by name, by mark, or by value: "/password:..." is a secret whatever its parameter is called.
+    looks_secret = [name for name, value in request.ai_drafted_parameters.items() if scanner.scan(value)]
+    marked = [*request.sensitive_parameters, *(template.sensitive_parameters if template else []), *looks_secret]
     sensitive = scripts.sensitive_names([*scripts.placeholders(body), *request.ai_drafted_parameters], marked)
     parameters = {k: scripts.MASK if k in sensitive else v for k, v in request.ai_drafted_parameters.items()}
 
@@ -275,6 +277,7 @@ def decide(
             # What was run; its result is the engineer's to record (rendering a script is not a result).
             kind, text = EvidenceKind.tried, f"Ran suggested fix: {fix.title}"
             if decision is UserDecision.draft_template:
+                _refuse_shared_secrets(body, fix.description)
                 draft = DraftTemplate(
                     id=new_id("dt"),
                     name=fix.title,
@@ -329,6 +332,25 @@ def decide(
     committed = change_with_version_bump(caller, session_id, build)
     metrics.add_metric(name=f"SuggestedFixDecision_{decision.value}", unit="Count", value=1)
     return committed.result.model_copy(update={"state_version": committed.state_version})
+
+
+def _refuse_shared_secrets(body: str, description: str) -> None:
+    """A draft template is shared with the whole account: no literal secret may go into one."""
+    findings = [
+        (where, f) for where, text in (("script", body), ("description", description)) for f in scanner.scan(text)
+    ]
+    if findings:
+        raise InvalidInput(
+            "The script or its description holds what looks like a secret, and a draft template is shared with "
+            "the whole account. Decide one_off to run it here, or have the secret made a parameter.",
+            code="sensitive_content",
+            details={
+                "warnings": [
+                    {"in": where, "kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt}
+                    for where, f in findings
+                ]
+            },
+        )
 
 
 def list_draft_templates(caller: Caller, limit: int, cursor: str | None) -> DraftTemplateList:
