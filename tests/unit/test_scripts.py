@@ -224,13 +224,37 @@ def test_render_refuses_an_unsafe_placeholder() -> None:
         "domain_cred",
         "privatekey",
         "passphrase",
+        # run together or abbreviated, as an outside audit found them stored in plaintext
+        "pass",
+        "adminpass",
+        "AdminPass",
+        "userPass",
+        "passcode",
+        "wifikey",
+        "sharedkey",
+        "accesskey",
+        "licensekey",
+        "sshkey",
+        "bearer",
+        "jwt",
+        "conn_str",
+        "connectionString",
+        "ntlm_hash",
+        "wpa2",
+        "bitlocker_recovery",
     ],
 )
 def test_secret_names(name: str) -> None:
     assert scripts.is_sensitive(name)
 
 
-@pytest.mark.parametrize("name", ["host", "ComputerName", "keyboard_layout", "ping_target", "hotkey", "spinner"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("host", "ComputerName", "keyboard_layout", "ping_target", "hotkey", "spinner", "bypass_proxy"),
+        *("compass_heading", "passive_mode", "monkey_patch", "threshold", "SiteName", "arguments", "user"),
+    ],
+)
 def test_ordinary_names(name: str) -> None:
     assert not scripts.is_sensitive(name)
 
