@@ -26,8 +26,9 @@ ESCAPES = {
     "{SHY}": "\u00ad",
     "{BOM}": "\ufeff",
     "{NBSP}": "\u00a0",
+    "{LS}": "\u2028",
 }
-INVISIBLE_NAMES = {name: char for name, char in ESCAPES.items() if name not in ("{NL}", "{TAB}", "{NBSP}")}
+INVISIBLE_NAMES = {name: char for name, char in ESCAPES.items() if name not in ("{NL}", "{TAB}", "{NBSP}", "{LS}")}
 
 
 @dataclass(frozen=True)

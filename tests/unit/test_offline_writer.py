@@ -6,7 +6,10 @@ import random
 import re
 from collections import Counter
 
+import pytest
+
 from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session
+from flowpilot.scanner import scan
 from flowpilot.writers import ESCALATION_HEADINGS, OfflineWriter, has_escalation_sections
 from flowpilot.writers.offline import (
     DONE_HEADING,
@@ -18,7 +21,9 @@ from flowpilot.writers.offline import (
     NOTHING_CONFIRMED,
     NOTHING_TRIED,
 )
+from tests.conftest import Api
 from tests.unit.builders import evidence, make_session
+from tests.unit.test_scanner import AUDIT_CASES
 
 ESCALATION = PreviewKind.escalation_package
 RESOLUTION = PreviewKind.resolution_note
@@ -232,3 +237,35 @@ def test_control_characters_never_reach_either_document() -> None:
         assert "Swap the dock" in markdown
     package = OfflineWriter().write(ESCALATION, session(problem=problem), items).markdown
     assert "> First line of the problem\n> Second line\n" in package
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [(text, secret) for text, _, secret, _ in AUDIT_CASES],
+    ids=[str(i) for i in range(len(AUDIT_CASES))],
+)
+def test_audit_forms_never_reach_a_preview_through_the_real_handler(api: Api, text: str, secret: str) -> None:
+    """The audit's forms as evidence and in the problem: neither preview shows them, and what it shows scans clean."""
+    session_id = api.new_session(problem=f"Customer pasted:\n{text}")["id"]
+    for kind, item, result in (("confirmed", text, None), ("tried", f"Checked the config\n{text}", text)):
+        body = {"kind": kind, "text": item, **({"result": result} if result is not None else {})}
+        response = api.post(f"/ai-sessions/{session_id}/evidence", body)
+        assert response.status == 201, response.text
+    for document in ("resolution-note", "escalation-package"):
+        preview = api.post(f"/ai-sessions/{session_id}/{document}/preview").body
+        assert secret not in preview["markdown"], document
+        assert "[redacted " in preview["markdown"]
+        assert preview["warnings"] == []
+        assert scan(preview["markdown"]) == []
+
+
+def test_secrets_split_over_lines_are_redacted_in_both_documents() -> None:
+    secret = "SECRET" + "123x"
+    items = [
+        evidence(1, EvidenceKind.tried, f"Password\n: {secret}", f"password:\u2028{secret}"),
+        evidence(2, EvidenceKind.confirmed, f"New password for the user\n{secret}"),
+    ]
+    for kind in PreviewKind:
+        markdown = OfflineWriter().write(kind, session(problem=f"password:\n{secret}"), items).markdown
+        assert secret not in markdown
+        assert scan(markdown) == []

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from flowpilot.models import Evidence, EvidenceKind, PreviewKind, Session
+from flowpilot.scanner import scan
 from flowpilot.writers import ESCALATION_HEADINGS, OfflineWriter
 from flowpilot.writers.prompt import (
     CHARS_PER_TOKEN,
@@ -20,9 +21,11 @@ from flowpilot.writers.prompt import (
     ReadBudget,
     build_prompt,
     document_kinds,
+    evidence_line,
     select_evidence,
 )
 from tests.unit.builders import evidence, make_session
+from tests.unit.test_scanner import AUDIT_CASES
 
 ESCALATION = PreviewKind.escalation_package
 RESOLUTION = PreviewKind.resolution_note
@@ -268,3 +271,33 @@ def test_a_secret_split_by_a_control_character_is_still_redacted() -> None:
 def test_a_result_of_control_characters_only_is_no_result() -> None:
     prompt = build_prompt(ESCALATION, session(), [evidence(1, EvidenceKind.tried, "Rebooted", "\x00\x1b[0m\x07")])
     assert f"- [tried] Rebooted\n  Result: {NO_RESULT}" in prompt.user
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [(text, secret) for text, _, secret, _ in AUDIT_CASES],
+    ids=[str(i) for i in range(len(AUDIT_CASES))],
+)
+def test_audit_forms_never_reach_the_prompt_and_what_is_shown_scans_clean(text: str, secret: str) -> None:
+    """Evidence is shown on one line: it is redacted as written and again as shown ("password:" / "X" joined)."""
+    items = [
+        evidence(1, EvidenceKind.tried, f"Checked the config\n{text}", text),
+        evidence(2, EvidenceKind.confirmed, text),
+    ]
+    for kind in PreviewKind:
+        prompt = build_prompt(kind, session(problem=f"Customer pasted:\n{text}"), items)
+        assert secret not in prompt.user
+        assert "[redacted " in prompt.evidence_block
+        assert scan(prompt.evidence_block) == []
+    line = evidence_line(items[1])
+    assert secret not in line.text and scan(line.text) == []
+
+
+def test_joining_a_label_and_its_value_onto_one_line_does_not_show_the_value() -> None:
+    secret = "Win" + "ter2024x"
+    # As written, the value is not alone on the line after the label (not read as its value); joined onto one
+    # line it reads "password: X", and the preview shows the joined line.
+    item = evidence(1, EvidenceKind.tried, f"Set the kiosk password:\n\n{secret} and rebooted")
+    shown = evidence_line(item).text
+    assert secret not in shown
+    assert shown == "Set the kiosk password: [redacted password] and rebooted"

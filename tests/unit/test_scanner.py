@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import random
 import string
+import time
 
 import pytest
 
@@ -366,3 +367,116 @@ def test_a_dotted_run_is_scanned_in_one_pass() -> None:
     text = "a." * 9_000 + f"db.password={secret}"
     (finding,) = scan(text)
     assert finding.column == text.index(secret) + 1
+
+
+# Forms an outside audit found passing with no finding (the preview showed them, a post answered 200).
+# (text, kind, secret, line of the secret); every fake secret is assembled at run time.
+AWS_KEY_ID = "AK" + "IA" + rand(16, UPPER + DIGITS)
+AWS_SECRET = rand(40, B64)
+AUDIT_CASES: list[tuple[str, str, str, int]] = [
+    (f"{AWS_KEY_ID} {AWS_SECRET}", "aws_secret_access_key", AWS_SECRET, 1),
+    (f"keys: {AWS_KEY_ID},{AWS_SECRET} (old script)", "aws_secret_access_key", AWS_SECRET, 1),
+    (f"aws_secret_access_key {AWS_SECRET}", "aws_secret_access_key", AWS_SECRET, 1),
+    (f"aws_secret_access_key = {AWS_SECRET}", "aws_secret_access_key", AWS_SECRET, 1),
+    (f"AWS_SECRET_ACCESS_KEY: {AWS_SECRET}", "aws_secret_access_key", AWS_SECRET, 1),
+    (f"netsh wlan set profileparameter name=Corp keyMaterial={(s := 'Zq8v' + 'Lm2Rt9Xy')}", "password", s, 1),
+    (f"netsh wlan set hostednetwork mode=allow ssid=Lobby key={(s := 'L0bby' + '!Guest')}", "password", s, 1),
+    (
+        f"https://maps.googleapis.com/maps/api/staticmap?key={(s := 'AI' + 'za' + rand(35, ALNUM + '-_'))}",
+        "google_api_key",
+        s,
+        1,
+    ),
+    (f"https://api.example.com/v2/stock?apikey={(s := rand(24, HEX))}&format=json", "generic_secret", s, 1),
+    (f"![logo](https://cdn.example.com/a.png?api_key={(s := rand(20))})", "generic_secret", s, 1),
+    (f"https://admin:{(s := 'P@ss' + 'w0rd#1')}@nas.example.com/share", "url_credentials", s, 1),
+    (f"https://u:{(s := 'Zq8!' + 'vLm2#Rt9')}@host/", "url_credentials", s, 1),
+    (f"https://u:{(s := 'abc#' + 'defg12')}@host/", "url_credentials", s, 1),
+    (f"password:\n{(s := 'SECRET' + '123x')}", "password", s, 2),
+    (f"Password\n: {(s := 'SECRET' + '123x')}", "password", s, 2),
+    (f"password:\u2028{(s := 'SECRET' + '123x')}", "password", s, 1),
+    (f"password:\u2029{(s := 'SECRET' + '123x')}", "password", s, 1),
+    (f"password:\x85{(s := 'SECRET' + '123x')}", "password", s, 1),
+    (f"password:\r\n{(s := 'SECRET' + '123x')}", "password", s, 2),
+    (f"New password for the user\n{(s := 'Zq8!' + 'vLm2Rt9')}", "password", s, 2),
+    (f"## What we did\n- Reset the account\n- Wi-Fi key:\n  `{(s := 'C0ffee' + '&Cake99')}`\n", "password", s, 4),
+    (f"**Password:** {(s := 'Hunter' + '42x!')}", "password", s, 1),
+    (f"runner token {(s := 'gl' + 'pat-' + rand(20, ALNUM + '_-'))}", "gitlab_token", s, 1),
+    (f".npmrc holds {(s := 'np' + 'm_' + rand(36))}", "npm_token", s, 1),
+    (f"| Benutzer | Passwort |\n|---|---|\n| jmueller | {(s := 'Sommer' + '2024!')} |", "password", s, 3),
+    (f"Kennwort: {(s := 'Fr\u00fchling' + '#25')}", "password", s, 1),
+    (f"p a s s w o r d = {(s := 'Zq8v' + 'Lm2Rt9')}", "password", s, 1),
+    (f"password&#61;{(s := 'Zq8v' + 'Lm2Rt9')}", "password", s, 1),
+    (f"db.password\\={(s := 'Zq8v' + 'Lm2Rt9')}", "password", s, 1),
+    (f"p\u0430ssword={(s := 'Zq8v' + 'Lm2Rt9')}", "password", s, 1),
+    (f"\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44: {(s := 'Zq8v' + 'Lm2Rt9')}", "password", s, 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "secret", "line"), AUDIT_CASES, ids=[f"{i}-{k}" for i, (_, k, _, _) in enumerate(AUDIT_CASES)]
+)
+def test_audit_forms_are_found_at_the_secret_and_redacted(text: str, kind: str, secret: str, line: int) -> None:
+    start = text.index(secret)
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    findings = scan(text)
+    assert (kind, line, column) in [(f.kind, f.line, f.column) for f in findings], findings
+    assert all(secret not in f.excerpt for f in findings)
+    redacted = redact(text)
+    assert secret not in redacted
+    assert f"[redacted {kind.replace('_', ' ')}]" in redacted
+    assert scan(redacted) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "netsh wlan show profile name=Corp key=clear",
+        "keyMaterial is only shown with key=clear; the user could not read it.",
+        "https://portal.example.com/tickets?page=2&sort=name",
+        "https://portal.example.com/tickets?key=value&key=status",
+        "https://jira.example.com/browse?key=PROJ-1234",
+        "https://api.example.com/v1/items?apikey=YOUR_API_KEY",
+        "Bucket arn:aws:s3:::contoso-backups in eu-west-2; role arn:aws:iam::123456789012:role/BackupRole",
+        "https://medium.com/@contoso/status-page",
+        "https://teams.example.com/l/chat/0/0?users=jsmith@contoso.com",
+        "https://host.example.com:8443?email=jsmith@contoso.com",
+        "https://host.example.com:8443/@user/profile",
+        "password policy updated",
+        "New password for the user was sent by SMS",
+        "New password for the user\nwas sent by SMS",
+        "Password:\nExpired",
+        "Password\n********",
+        "password=\nusername=svc_backup",
+        "password:\n  min_length: 14",
+        "## Password\nReset through SSPR.",
+        "User could not remember the password\nDC01-replication checked.",
+        "Passwort ge\u00e4ndert",
+        "Passwort: ge\u00e4ndert",
+        "| Benutzer | Passwort |\n|---|---|\n| jmueller | im Tresor |",
+        "\u041f\u0430\u0440\u043e\u043b\u044c \u0441\u0431\u0440\u043e\u0448\u0435\u043d",  # Russian: "password reset"
+        "The p\u0430ssword was reset by the customer.",
+    ],
+)
+def test_audit_lookalikes_have_no_findings(text: str) -> None:
+    assert scan(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "p a s s " * 2_500,
+        "password:\n" * 2_000,
+        "New password for the user\n" * 800,
+        "https://u:" + "@" * 19_990,
+        "?key=" * 4_000,
+        "AKIA" + "A" * 16 + " " + "a/" * 9_990,
+        "p\u0430ssword " * 2_200,
+        "\u2028" * 20_000,
+    ],
+    ids=["spaced", "colon lines", "label lines", "userinfo ats", "query keys", "aws pair", "cyrillic", "separators"],
+)
+def test_adversarial_inputs_for_the_audit_detectors_are_scanned_fast(text: str) -> None:
+    started = time.perf_counter()
+    scan(text[:20_000])
+    assert time.perf_counter() - started < 1.0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -95,6 +96,17 @@ def _looks_random(value: str) -> bool:
     return len(value) >= 16 and has_letter and has_digit and _entropy(value) >= 3.5
 
 
+def _looks_random_letters(value: str) -> bool:
+    """A long key of letters only (some vendors' API keys): mixed case and very high entropy."""
+    return (
+        len(value) >= 24
+        and value.isalpha()
+        and any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+        and _entropy(value) >= 4.0
+    )
+
+
 def _pattern(kind: str, regex: str, *, check: Callable[[str], bool] | None = None) -> _Detector:
     """A detector from a regex; the named group `secret` (or the whole match) is the secret."""
     compiled = re.compile(regex)
@@ -109,10 +121,36 @@ def _pattern(kind: str, regex: str, *, check: Callable[[str], bool] | None = Non
     return detect
 
 
+# `=` and `:` as written in HTML (`&#61;`, `&equals;`), escaped (`\=` in .properties files) or plain.
+_EQUALS = r"(?:=|&#0{0,3}61;|&#[xX]0{0,2}3[dD];|&equals;|\\=)"
+_COLON = r"(?::|&#0{0,3}58;|&#[xX]0{0,2}3[aA];|&colon;|\\:)"
+# One line break (LF, CRLF, CR; U+2028/U+2029/NEL are read as LF) with the blanks around it.
+_BREAK = r"[ \t]*(?:\r\n?|\n)[ \t]*"
+# A value alone on its line: what may follow it before the line ends.
+_LINE_END = re.compile(r"[ \t]*(?:[\r\n]|\Z)")
+# A value that is the next key of a config dump ("password=" empty, then "username=admin"), not a secret.
+_KEY_LIKE = re.compile(r"^[^\s:=]+(?::|=)")
+
+
+def _alone_on_its_line(text: str, end: int) -> bool:
+    return _LINE_END.match(text, end) is not None
+
+
+def _next_line_value(value: str, *, strong: bool = False) -> bool:
+    """A value found on the line after its label: it must look like a password, not a word or the next key."""
+    if _KEY_LIKE.match(value):
+        return False
+    return _strong_password(value) if strong else _stated_password(value)
+
+
 def _assignment(kind: str, keys: str, *, check: Callable[[str], bool], separators: str = "[=:]") -> _Detector:
-    """`key = value`, `key: "value"`, `"key": 'value'` where key matches `keys`; quotes are not the secret."""
+    """`key = value`, `key: "value"`, `"key": 'value'`, `**key:** value` where key matches `keys`; quotes are not
+    the secret. The separator may stand at the end of the key's line or start the value's (`password:` / `X`): such
+    a value must then be alone on its line and look like a password (`_next_line_value`), as YAML and INI dumps put
+    the next key there."""
+    separator = {"=": _EQUALS, ":": _COLON}.get(separators, separators)
     regex = (
-        rf"""(?:{keys})["']?[ \t]*{separators}[ \t]*"""
+        rf"""(?:{keys})["']?(?:\*\*|__)?(?P<before>{_BREAK})?[ \t]*{separator}(?:\*\*|__)?(?P<after>{_BREAK})?[ \t]*"""
         r"""(?:"(?P<dq>[^"\n]{1,200})"|'(?P<sq>[^'\n]{1,200})'|(?P<bare>[^\s"',;&`]{1,200}))"""
     )
     compiled = re.compile(regex, re.IGNORECASE)
@@ -121,6 +159,9 @@ def _assignment(kind: str, keys: str, *, check: Callable[[str], bool], separator
         for match in compiled.finditer(text):
             group = next(g for g in ("dq", "sq", "bare") if match.group(g) is not None)
             value = match.group(group)
+            split = match.group("before") is not None or match.group("after") is not None
+            if split and not (_alone_on_its_line(text, match.end()) and _next_line_value(value)):
+                continue
             if check(value):
                 yield _Span(kind, match.start(group), match.end(group))
 
@@ -163,14 +204,20 @@ _TOKEN_END = r"(?![A-Za-z0-9_-])"
 _B64 = r"[A-Za-z0-9+/]"
 # A key is found by its last word ("...password", "DB_PASS"), never by a prefix run: `[a-z0-9_.]*password`
 # retried at every dot of "a.a.a…" is quadratic (20 s on 20,000 characters).
-_PASSWORD_KEYS = r"(?:(?<=[a-z0-9_.])|(?<![\w.-]))(?:password|passwd|passphrase)|(?:(?<=[_.])|(?<![\w.-]))(?:pwd|pass)"
+_PASSWORD_KEYS = (
+    r"(?:(?<=[a-z0-9_.])|(?<![\w.-]))(?:password|passwd|passphrase|passwort|kennwort)"
+    r"|(?:(?<=[_.])|(?<![\w.-]))(?:pwd|pass)"
+)
+# Spelled out to slip past a scanner: "p a s s w o r d = …", "p.a.s.s.w.o.r.d: …" (a separate, guarded detector:
+# one more branch in the keys above is tried at every character of every text).
+_SPACED_PASSWORD_KEY = r"(?<![\w.-])p[ ._-]a[ ._-]s[ ._-]s[ ._-]w[ ._-]o[ ._-]r[ ._-]d(?![\w.-])"
 
 # --- credentials written in plain words: sentences, commands, Wi-Fi keys and tables ------------------------
 
 # What a secret is called in prose; the lookarounds keep it a whole word ("password-less", "bypass" are not).
 _SECRET_NOUN = (
     r"(?<![\w-])(?:(?:wi-?fi|wlan|wpa[23]?(?:-psk)?|wep|wireless|network(?:[ ]security)?|pre-?shared)[ -]key"
-    r"|key[ ]content|passphrase|passcode|password|passwd|pwd|pw|p/w|pass|psk)(?![\w-])"
+    r"|key[ ]content|passphrase|passcode|password|passwd|passwort|kennwort|pwd|pw|p/w|pass|psk)(?![\w-])"
 )
 # Words between the noun and its value: "password [for the svc_backup account] is …"; no sentence end inside.
 _FILLER_WORD = r"""[^\s:=|,;!?()"\u201c\u201d]{0,39}[^\s:=|,;!?()"\u201c\u201d.]"""
@@ -178,7 +225,7 @@ _FILLER_WORD = r"""[^\s:=|,;!?()"\u201c\u201d]{0,39}[^\s:=|,;!?()"\u201c\u201d.]
 _LINK = (
     r"(?:[ \t]*(?::|(?<![=!<>])=(?!=)|->|→|,[ \t]*(?:it|which|that)(?:'s|[ \t]+(?:is|was))\b|,"
     r"|(?<=\s)[-\u2013\u2014](?=\s)"
-    r"|\b(?:is|was|are|were|will[ \t]+be|should[ \t]+be|has[ \t]+been"
+    r"|\b(?:is|was|are|were|ist|lautet|will[ \t]+be|should[ \t]+be|has[ \t]+been"
     r"|have[ \t]+been|had[ \t]+been|now|still|currently|temporarily"
     r"|(?:changed|reset|set|updated|switched|rotated)[ \t]+(?:back[ \t]+)?to)\b)){1,4}"
 )
@@ -297,17 +344,62 @@ def _only_with(hint: str, detector: _Detector) -> _Detector:
     return detect
 
 
+def _only_matching(hint: re.Pattern[str], detector: _Detector) -> _Detector:
+    """`detector`, skipped on texts where `hint` (a pattern with a literal start, so its search is fast) is not."""
+
+    def detect(text: str) -> Iterator[_Span]:
+        if hint.search(text):
+            yield from detector(text)
+
+    return detect
+
+
 _TABLE_SECRET_COLUMN = re.compile(
     r"^(?:(?:new|temp|temporary|initial|default|current|old|admin|local admin|user|account|wi-?fi|wpa2?|vpn)[ ])?"
-    r"(?:password|passwd|pwd|pw|pass|passphrase|passcode|psk|pre-?shared key|wi-?fi key|secret)s?$",
+    r"(?:password|passwd|pwd|pw|pass|passphrase|passcode|psk|pre-?shared key|wi-?fi key|secret)s?$"
+    r"|^(?:(?:neues|altes|initiales|tempor(?:ä|ae)res|wlan)[ -]?)?(?:passw(?:ort|örter)|kennw(?:ort|örter))$",
     re.IGNORECASE,
 )
 # A bare "Key" column holds secrets only in a Wi-Fi table (next to an SSID/network column), not "| Key | Value |".
 _TABLE_KEY_COLUMN = re.compile(r"^(?:key|network key|security key)$", re.IGNORECASE)
 _TABLE_WIFI_COLUMN = re.compile(r"^(?:ssid|network|network name|wi-?fi|wlan)$", re.IGNORECASE)
 # Only a row naming one of these can be a header: other rows are split into cells only under a header.
-_TABLE_HINT = re.compile(r"pass|pwd|pw|psk|secret|key", re.IGNORECASE)
+_TABLE_HINT = re.compile(r"pass|pwd|pw|psk|secret|key|kennw", re.IGNORECASE)
 _TABLE_RULE = re.compile(r"^[\s|:-]*-[\s|:-]*$")
+
+
+# A line that is only a label ("New password for the user", "Wi-Fi key:", "**Password**") and the next line that is
+# only its value. Without a link (":", "is", "-") the value must look strong: the label could head a paragraph.
+_LABEL_LINE = re.compile(
+    r"(?:^|(?<=\n))[ \t]*(?:[-*+>#][ \t]*){0,3}(?:\*\*|__)?(?:[A-Za-z'\u2019-]{1,20}[ \t]+){0,3}?"
+    rf"(?P<key>{_SECRET_NOUN})(?:[ \t]+(?:for|of|on)[ \t]+[^\n:=.;!?|]{{1,50}}?)?(?:\*\*|__)?"
+    r"(?P<link>[ \t]*(?::|=|->|→|[-\u2013\u2014]|\b(?:is|was|ist|lautet)\b))?(?:\*\*|__)?"
+    rf"{_BREAK}(?:[-*+>][ \t]+)?(?P<sep>(?::|=|->|→)[ \t]*)?"
+    r"""(?:(?P<open>["'\u201c\u2018`])(?P<quoted>[^"'\u201d\u2019`\n]{1,100})["'\u201d\u2019`]"""
+    r"""|(?P<bare>[^\s"'\u201c\u201d\u2018\u2019`|]{1,100}))[ \t]*(?=[\r\n]|\Z)""",
+    re.IGNORECASE,
+)
+
+
+# Every noun `_LABEL_LINE` reads contains one of these (a cheap test before a scan that tries every line start).
+_LABEL_HINTS = ("pass", "pw", "pwd", "p/w", "psk", "key", "kennw")
+
+
+def _label_line_then_value(text: str) -> Iterator[_Span]:
+    """A label at the end of one line and its value alone on the next (also across U+2028/U+2029/NEL)."""
+    if "\n" not in text and "\r" not in text:
+        return
+    lower = text.lower()
+    if not any(hint in lower for hint in _LABEL_HINTS):
+        return
+    for match in _LABEL_LINE.finditer(text):
+        found = _value_span(match)
+        if found is None:
+            continue
+        start, end, value, _ = found
+        linked = match.group("link") is not None or match.group("sep") is not None
+        if _next_line_value(value, strong=not linked):
+            yield _Span("password", start, end)
 
 
 def _table_cells(line: str, offset: int) -> list[tuple[str, int]]:
@@ -485,7 +577,19 @@ _PLAIN_WORDS_DETECTORS: tuple[_Detector, ...] = (
         "keymaterial",
         _pattern("password", r"(?i:<keyMaterial>)(?P<secret>[^<\n]{1,100})(?i:</keyMaterial>)", check=_given_password),
     ),
+    # netsh wlan set profileparameter name=Corp keyMaterial=X; netsh wlan set hostednetwork ssid=Guest key=X
+    _only_with("keymaterial", _assignment("password", r"(?<![\w-])-?keyMaterial", check=_given_password)),
+    _only_with(
+        "netsh",
+        _assignment(
+            "password",
+            r"\bnetsh\b[^\n|;&]{0,200}?[ \t]key",
+            separators="=",
+            check=lambda value: _given_password(value) and value.lower() != "clear",
+        ),
+    ),
     _only_with("|", _table_password_column),
+    _label_line_then_value,
 )
 
 # Most specific first: when two detectors claim overlapping text, the earlier one names it.
@@ -499,8 +603,22 @@ _DETECTORS: tuple[_Detector, ...] = (
         rf"(?i:aws_?secret_?access_?key|aws_?secret_?key|secret_?access_?key)[\"']?\s*[=:]\s*[\"']?"
         rf"(?P<secret>{_B64}{{40}})(?!{_B64})",
     ),
+    # the name without "=" ("aws_secret_access_key wJal…", "AWS secret access key is wJal…"), or the secret key
+    # pasted next to its key id ("AKIA… wJal…", a CSV "AKIA…,wJal…"): the value must then look random
+    _only_matching(
+        re.compile(r"(?i:secret)|AKIA|ASIA"),
+        _pattern(
+            "aws_secret_access_key",
+            rf"(?i:aws[_ ]?secret[_ ]?access[_ ]?key|aws[_ ]?secret[_ ]?key|secret[_ ]?access[_ ]?key"
+            rf"|\b(?-i:AKIA|ASIA)[A-Z0-9]{{16}}\b)(?:[\"' \t,;:|=]{{1,8}}|{_BREAK})(?i:(?:is|was)[ \t]+)?[\"']?"
+            rf"(?P<secret>(?<!{_B64}){_B64}{{40}})(?!{_B64})",
+            check=_looks_random,
+        ),
+    ),
     _pattern("github_token", r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}\b"),
     _pattern("github_token", r"\bgithub_pat_[A-Za-z0-9_]{50,}\b"),
+    _only_with("glpat-", _pattern("gitlab_token", rf"\bglpat-[0-9A-Za-z_-]{{20,}}{_TOKEN_END}")),
+    _only_with("npm_", _pattern("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b")),
     _pattern("slack_token", rf"\bxox[abprs]-[A-Za-z0-9-]{{10,}}{_TOKEN_END}"),
     _pattern(
         "slack_webhook",
@@ -529,10 +647,18 @@ _DETECTORS: tuple[_Detector, ...] = (
         r"""(?P<secret>"[^"\n]{1,200}"|'[^'\n]{1,200}'|\{[^}\n]{1,200}\}|[^;\s]{1,200})""",
         check=lambda value: not _is_placeholder(value.strip("\"'{}")),
     ),
+    # the password runs to the last "@" before the host, so it may hold "@", "#", "!" (P@ssw0rd#1)
     _pattern(
         "url_credentials",
-        r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^:/?#@\s]{1,100}:(?P<secret>[^@/?#\s]{1,200})@[^\s/@]+",
+        r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^:/?#@\s]{1,100}:(?P<secret>[^/?\s\"'<>`]{1,200})@[^\s/?#@\"'<>`]+",
         check=lambda value: not _is_placeholder(value),
+    ),
+    # an API key in a URL's query: ?key=…, &apikey=…, ?api_key=… (password= and token= are assignments below)
+    _pattern(
+        "generic_secret",
+        r"(?i:[?&;](?:key|api[_-]?key|apikey|x-api-key|access[_-]?key|subscription-key|client[_-]?secret|secret|"
+        r"access[_-]?token|auth)=)(?P<secret>[^\s&#\"'<>()\[\]`]{1,300})",
+        check=lambda value: _looks_random(value) or _looks_random_letters(value),
     ),
     _pattern(
         "authorization_header",
@@ -568,6 +694,10 @@ _DETECTORS: tuple[_Detector, ...] = (
     ),
     _assignment("password", _PASSWORD_KEYS, separators="=", check=lambda v: _looks_like_password(v, strict=False)),
     _assignment("password", _PASSWORD_KEYS, separators=":", check=lambda v: _looks_like_password(v, strict=True)),
+    _only_matching(
+        re.compile(r"p[ ._-]a[ ._-]s[ ._-]s[ ._-]w", re.IGNORECASE),
+        _assignment("password", _SPACED_PASSWORD_KEY, check=lambda v: _looks_like_password(v, strict=True)),
+    ),
     _assignment(
         "generic_secret",
         r"(?:(?<=[a-z0-9_.-])|(?<![\w.-]))(?:api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|"
@@ -585,20 +715,59 @@ _INVISIBLE = frozenset(
 )
 _INVISIBLE_RE = re.compile(f"[{''.join(sorted(_INVISIBLE))}]")
 # Spaces that look like a space: matched as one (same length, so positions do not move).
-_ODD_SPACES = str.maketrans(
-    dict.fromkeys(
-        "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000", " "
-    )
+_ODD_SPACES = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
+
+
+# Line separators other than LF (U+2028, U+2029, NEL): read as LF (same length), so a label and its value on two
+# "lines" are read as such; line and column are still counted in LF lines of the original text.
+_LINE_SEPARATORS = re.compile("[\u2028\u2029\x85]")
+# Letters that look like Latin ones (Cyrillic, Greek), read as Latin only inside the words that name a secret
+# ("password" with a Cyrillic U+0430 for the "a"); a letter NFKC folds to one Latin letter (fullwidth U+FF50 "p")
+# is read so too.
+_CONFUSABLES = str.maketrans(
+    "аеорсуххіїѕјԁԝкмнтвАЕОРСУХІЇЅЈԜКМНТВαοριυνκτΑΟΡΙΥΝΚΤΕΒΗΜΖ",
+    "aeopcyxxiisjdwkmhtbAEOPCYXIISJWKMHTBaopiuvktAOPIYNKTEBHMZ",
 )
+_LABEL_WORDS = frozenset(
+    {
+        "password", "passwd", "passphrase", "passcode", "passwort", "kennwort", "pwd", "pw", "pass", "psk", "pin",
+        "secret", "token", "key", "apikey", "keymaterial", "credentials", "creds", "login",
+    }
+)  # fmt: skip
+# A word (letters only) holding a non-ASCII letter: the only words worth spelling in Latin letters.
+_WORD = re.compile(r"(?<![^\W\d_])(?=[a-zA-Z]*[^\x00-\x7f])[^\W\d_]+")
+
+
+def _latin(char: str) -> str:
+    folded = unicodedata.normalize("NFKC", char)
+    return folded if len(folded) == 1 and folded.isascii() else char.translate(_CONFUSABLES)
+
+
+def _unmasked_labels(text: str) -> str:
+    """`text` with label words written in look-alike letters spelled in Latin ones (same length)."""
+    parts: list[str] = []
+    position = 0
+    for match in _WORD.finditer(text):
+        word = match.group(0)
+        if len(word) > 12:
+            continue
+        latin = "".join(_latin(c) for c in word)
+        if latin.isascii() and latin.lower() in _LABEL_WORDS:
+            parts += [text[position : match.start()], latin]
+            position = match.end()
+    return "".join(parts) + text[position:] if parts else text
 
 
 def _normalised(text: str) -> tuple[str, list[int] | None]:
     """`text` as the detectors see it, and each of its characters' index in `text` (None: same positions)."""
-    text = text.translate(_ODD_SPACES)
-    if not _INVISIBLE_RE.search(text):
+    if text.isascii():
         return text, None
-    kept = [i for i, c in enumerate(text) if c not in _INVISIBLE]
-    return "".join(text[i] for i in kept), kept
+    text = _LINE_SEPARATORS.sub("\n", _ODD_SPACES.sub(" ", text))
+    kept = None
+    if _INVISIBLE_RE.search(text):
+        kept = [i for i, c in enumerate(text) if c not in _INVISIBLE]
+        text = "".join(text[i] for i in kept)
+    return _unmasked_labels(text), kept
 
 
 def _spans(text: str) -> list[tuple[_Span, str]]:

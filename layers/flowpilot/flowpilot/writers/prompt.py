@@ -152,8 +152,12 @@ def estimate_tokens(*texts: str) -> int:
 
 def one_line(text: str, cap: int) -> str:
     """`text` cleaned, with secrets redacted, whitespace (newlines too) collapsed, and at most `cap`
-    characters. Cleaned first, so a control character inside a secret cannot hide it from the scanner."""
-    flat = " ".join(redact(clean(text)).split())
+    characters. Cleaned first, so a control character inside a secret cannot hide it from the scanner.
+
+    Redacted twice: as written (a table's password column, a private key, a label and its value on two lines
+    need the line breaks) and as shown, on one line, since joining lines can make a secret the scanner reads
+    differently ("password:" / "X" becomes "password: X"). What is shown is what was scanned."""
+    flat = redact(" ".join(redact(clean(text)).split()))
     if len(flat) <= cap:
         return flat
     return flat[: cap - len(TRUNCATION_MARK)].rstrip() + TRUNCATION_MARK
