@@ -1069,3 +1069,26 @@ def test_fix_list_refuses_foreign_and_garbled_cursors(api: Api) -> None:
         assert response.body["error"]["code"] == "invalid_cursor"
     for query in [{"limit": "0"}, {"limit": "101"}, {"limit": "x"}, {"cursor": "c" * 513}]:
         assert api.get(fixes_path(sid), query=query).status == 422
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {
+            "ai_drafted_script": "Remove-Item -Path {{p}} # \u202e}p{{ htaP- metI-evomeR",
+            "ai_drafted_parameters": {"p": "x"},
+        },
+        {"ai_drafted_script": "Get-Item -Path {{p}}", "ai_drafted_parameters": {"p": "C:\\temp\u2066\\..\\..\u2069"}},
+    ],
+    ids=["script", "parameter"],
+)
+def test_bidi_controls_in_a_script_or_its_values_are_422(api: Api, fields: dict[str, Any]) -> None:
+    """A script with an override displays in another order than the shell reads it: the engineer would run what
+    they were not shown."""
+    sid = api.new_session()["id"]
+    refused = add_fix(api, sid, expect=422, **fields)
+    assert refused["error"]["code"] == "validation_error" and "bidi" in refused["error"]["message"]
+    assert api.get(fixes_path(sid)).body["items"] == []
+    fix = add_fix(api, sid)
+    response = api.post(decision_path(sid, fix["id"]), {"decision": "one_off", "parameters": {"host": "a\u202eb"}})
+    assert response.status == 422, response.text

@@ -197,9 +197,22 @@ class ScriptLanguage(StrEnum):
 ParameterName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 # Any text but NUL, which no shell can carry in an argument.
 ParameterValue = Annotated[str, StringConstraints(max_length=4_000, pattern=r"^[^\x00]*$")]
-Parameters = Annotated[dict[ParameterName, ParameterValue], Field(max_length=50)]
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _no_bidi_controls(value: str) -> str:
+    # An embedding, override or isolate makes a script display in another order than the shell reads it.
+    if not _BIDI_CONTROLS.isdisjoint(value):
+        raise ValueError("holds a bidi control character (U+202A-U+202E, U+2066-U+2069), which shows text out of order")
+    return value
+
+
+Parameters = Annotated[
+    dict[ParameterName, Annotated[ParameterValue, AfterValidator(_no_bidi_controls)]], Field(max_length=50)
+]
 Confidence = Annotated[int, Field(ge=0, le=100, strict=True)]
 ScriptBody = Annotated[str, StringConstraints(min_length=1, max_length=50_000)]
+DraftedScript = Annotated[ScriptBody, AfterValidator(_no_bidi_controls)]
 
 
 class SessionSuggestedFixCreateRequest(Strict):
@@ -209,7 +222,7 @@ class SessionSuggestedFixCreateRequest(Strict):
     description: Annotated[str, StringConstraints(max_length=10_000)] = ""
     confidence_pct: Confidence
     script_template_id: Id | None = None
-    ai_drafted_script: ScriptBody | None = None
+    ai_drafted_script: DraftedScript | None = None
     # repr=False: values may be secrets, and request models reach debug logs (Powertools logs route args).
     ai_drafted_parameters: Parameters = Field(default_factory=dict, repr=False)
     script_language: ScriptLanguage | None = Field(
