@@ -415,3 +415,52 @@ def test_stored_evidence_is_listed_in_order_with_more_on_request(page: Any, api:
     expect(items).to_have_count(27)
     expect(items.last).to_contain_text("attempt 26")
     expect(page.get_by_role("button", name="More evidence")).to_be_hidden()
+
+
+def test_a_new_preview_asks_before_replacing_edits_and_each_kind_has_its_own_summary(
+    page: Any, api: httpx.Client
+) -> None:
+    open_session(page, new_session(api, "Edits belong to the engineer", 1004))
+    page.get_by_role("button", name="Preview resolution note").click()
+    note = page.get_by_label("Note")
+    expect(note).not_to_have_value("")
+    note.fill("My carefully edited note.")
+    page.get_by_label("Resolution summary (optional)").fill("Reinstalled the VPN client")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Preview escalation package").click()
+    expect(note).to_have_value("My carefully edited note.")  # kept: the engineer said no
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Preview escalation package").click()
+    expect(page.get_by_label("Escalation reason (optional)")).to_have_value("")
+    expect(note).not_to_have_value("My carefully edited note.")
+
+
+def test_a_second_tab_follows_the_running_write_back_and_a_stale_tab_says_the_true_status(
+    page: Any, stack: Stack, api: httpx.Client
+) -> None:
+    session_id = new_session(api, "Posted from two tabs", 1006)
+    notes_before = len(stack.simulator_ticket(1006)["notes"])  # the stack (and its tickets) serve the module
+    stack.set_faults(1006, latency=1.5)  # the write-back outlives the endpoint's wait: a 202, then polling
+    other = page.context.new_page()
+    for tab in (page, other):
+        open_session(tab, session_id)
+        tab.get_by_role("button", name="Preview resolution note").click()
+        expect(tab.get_by_label("Note")).not_to_have_value("")
+    page.get_by_role("button", name="Confirm & post").click()
+    expect(page.locator(".outcome")).to_contain_text("Still working")
+    other.get_by_role("button", name="Confirm & post").click()
+    # The second tab got a 409 naming the running write-back, and follows it to its end.
+    for tab in (page, other):
+        expect(tab.locator(".outcome")).to_contain_text("Resolved", timeout=60_000)
+    assert len(stack.simulator_ticket(1006)["notes"]) == notes_before + 1
+    stack.set_faults(1006, latency=0.0)
+
+    stale = page.context.new_page()
+    open_session(stale, new_session(api, "Closed in another tab", 1005))
+    stale.get_by_role("button", name="Preview resolution note").click()
+    expect(stale.get_by_label("Note")).not_to_have_value("")
+    closed_id = stale.url.rsplit("/", 1)[-1]
+    assert api.post(f"/ai-sessions/{closed_id}/resolution-note/post", json={"markdown": "Done."}).status_code == 200
+    stale.get_by_role("button", name="Confirm & post").click()
+    expect(stale.locator(".outcome")).to_contain_text("already resolved")
+    expect(stale.locator(".outcome")).not_to_contain_text("already active")

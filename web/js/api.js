@@ -2,11 +2,12 @@
 import { identityHeaders, onUnauthorized } from "./auth.js";
 
 export class ApiError extends Error {
-  constructor(status, code, message, details) {
+  constructor(status, code, message, details, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details || {};
+    this.retryAfter = retryAfter; // seconds, from a 503's Retry-After header
   }
 }
 
@@ -24,7 +25,8 @@ function errorFrom(status, body) {
       .join("; ");
     return new ApiError(status, "validation_error", message || "The request was not valid.", { detail: body.detail });
   }
-  return new ApiError(status, "http_error", `The API answered ${status}.`);
+  const unknown = status >= 500 ? " Reload the page and check Last write-back before trying again." : "";
+  return new ApiError(status, "http_error", `The API answered ${status} without an explanation.${unknown}`);
 }
 
 /** Returns {status, data}; throws ApiError for 4xx/5xx and for a network failure (status 0). */
@@ -51,7 +53,12 @@ export async function request(method, path, body) {
     }
   }
   if (response.status === 401) onUnauthorized();
-  if (!response.ok) throw errorFrom(response.status, data);
+  if (!response.ok) {
+    const error = errorFrom(response.status, data);
+    const seconds = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+    if (Number.isFinite(seconds) && seconds >= 0) error.retryAfter = seconds;
+    throw error;
+  }
   return { status: response.status, data };
 }
 

@@ -149,9 +149,12 @@ def _lock_and_describe(
             if heal_dead_lock(caller, session_id, current):
                 continue  # the lock belonged to a write-back that will never end: try again, now free
             if current.get("active_writeback_id") or attempt == _LOCK_ATTEMPTS - 1:
+                running = current.get("active_writeback_id")
                 raise Conflict(
                     f"A write-back of session {session_id} is already running; see its result before posting again.",
                     code="writeback_in_progress",
+                    # So a client can follow the running one (GET …/writebacks/{id}) instead of guessing.
+                    details={"writeback_id": str(running)} if running else None,
                 ) from None
             logger.info("the session's ticket changed while posting; reading it again")
             continue

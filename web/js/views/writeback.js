@@ -145,10 +145,13 @@ export function writebackPanel(sessionId, { getSession, refreshSession }) {
   }
 
   async function preview(kind) {
+    const edited = state.preview && note.value !== state.preview.markdown;
+    if (edited && !window.confirm("Replace your edits with a new preview? The text you edited will be lost.")) return;
     setBusy(true);
     fill(panelMessage, `Writing the ${KINDS[kind].title.toLowerCase()}…`);
     try {
       const { data } = await post(`/ai-sessions/${enc(sessionId)}/${kind}/preview`);
+      if (kind !== state.kind) summary.value = ""; // a resolution summary is no escalation reason, nor back
       state.kind = kind;
       state.preview = data;
       fill(panelMessage);
@@ -400,20 +403,42 @@ export function writebackPanel(sessionId, { getSession, refreshSession }) {
       );
       return;
     }
+    if (error.code === "writeback_in_progress" && d.writeback_id) {
+      // Another tab (or a reload) started it: follow it here rather than point at a panel that won't update.
+      outcome.className = "outcome outcome--working";
+      fill(outcome, h("p", { class: "outcome-title" }, "Another post of this session is running"), code);
+      try {
+        await poll({ writeback_id: d.writeback_id });
+      } catch (followed) {
+        await showError(followed);
+      }
+      return;
+    }
     outcome.className = "outcome outcome--error";
-    const title = error.status === 409 ? "Not posted: conflict" : error.status === 0 ? "Not posted: no connection" : "Not posted";
+    // "Not posted" only when nothing reached the ticket: a kept note, or one the PSA may have stored, says so.
+    const onTicket = d.note_id || d.note_kept;
+    const maybe = !onTicket && (d.note_may_be_on_ticket || d.may_have_applied);
+    let title = error.status === 409 ? "Not posted: conflict" : error.status === 0 ? "Not posted: no connection" : "Not posted";
+    if (onTicket || maybe) title = "The write-back did not finish";
     let next = null;
-    if (error.code === "session_already_closed" || (error.status === 409 && session.status !== "active")) {
-      next = `This session is already ${session.status}; nothing more is sent.`;
+    if (error.code === "session_already_closed") {
+      const fresh = await get(`/ai-sessions/${enc(sessionId)}`).catch(() => null);
+      next = `This session is already ${fresh?.status ?? "closed"}; nothing more is sent.`;
     } else if (error.code === "writeback_in_progress") {
-      next = "Another post of this session is running; its result appears under Last write-back.";
+      next = "Another post of this session is running; reload this page to see its result under Last write-back.";
     } else if (error.status === 503 || error.status === 504 || error.status === 0) {
-      next = "Nothing more was sent; try again in a moment.";
+      const when = error.retryAfter ? `in ${error.retryAfter} seconds` : "in a moment";
+      next = `${onTicket || maybe ? "" : "Nothing more was sent; "}try again ${when}.`;
     }
     fill(
       outcome,
       h("p", { class: "outcome-title" }, title),
       h("p", { class: "reason" }, error.message),
+      onTicket
+        ? h("p", {}, `The note is on the ${ticket}${d.note_id ? ` (note ${d.note_id})` : ""} and will not be posted twice.`)
+        : maybe
+          ? h("p", {}, "The note may already be on the ticket; posting again will not duplicate it.")
+          : null,
       next ? h("p", { class: "next-step" }, next) : null,
       code,
     );
