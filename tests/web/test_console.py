@@ -464,3 +464,53 @@ def test_a_second_tab_follows_the_running_write_back_and_a_stale_tab_says_the_tr
     stale.get_by_role("button", name="Confirm & post").click()
     expect(stale.locator(".outcome")).to_contain_text("already resolved")
     expect(stale.locator(".outcome")).not_to_contain_text("already active")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "error", "shown", "hidden"),
+    [
+        (
+            502,
+            {},
+            {
+                "code": "psa_unavailable",
+                "message": "The PSA failed after storing the note.",
+                "details": {"note_id": "5009", "note_kept": True},
+            },
+            ["did not finish", "(note 5009) and will not be posted twice"],
+            "Not posted",
+        ),
+        (
+            503,
+            {"Retry-After": "17"},
+            {"code": "psa_unavailable", "message": "The PSA is unavailable.", "details": {}},
+            ["Not posted", "Nothing more was sent; try again in 17 seconds."],
+            "did not finish",
+        ),
+    ],
+    ids=["note-kept", "retry-after"],
+)
+def test_a_failure_says_whether_the_note_is_on_the_ticket_and_when_to_retry(
+    page: Any,
+    api: httpx.Client,
+    status: int,
+    headers: dict[str, str],
+    error: dict[str, Any],
+    shown: list[str],
+    hidden: str,
+) -> None:
+    """The answer is faked at the browser (these failures need a PSA to fail at one exact moment)."""
+    open_session(page, new_session(api, "A failure worded honestly", 1004))
+    page.get_by_role("button", name="Preview resolution note").click()
+    expect(page.get_by_label("Note")).not_to_have_value("")
+    page.route(
+        "**/resolution-note/post",
+        lambda route: route.fulfill(
+            status=status, headers=headers, content_type="application/json", json={"error": error}
+        ),
+    )
+    page.get_by_role("button", name="Confirm & post").click()
+    outcome = page.locator(".outcome")
+    for text in shown:
+        expect(outcome).to_contain_text(text)
+    expect(outcome).not_to_contain_text(hidden)
