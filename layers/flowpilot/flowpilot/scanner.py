@@ -17,10 +17,12 @@ import itertools
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Finding", "redact", "scan"]
+from flowpilot.errors import InvalidInput
+
+__all__ = ["Finding", "redact", "refuse_secrets", "scan"]
 
 
 @dataclass(frozen=True)
@@ -809,6 +811,19 @@ def scan(text: str) -> list[Finding]:
             )
         )
     return findings
+
+
+def refuse_secrets(message: str, texts: Mapping[str, str]) -> None:
+    """A 422 `sensitive_content` when any of `texts` holds what looks like a secret. Each warning has the kind,
+    line, column and masked excerpt of a finding, and, when there is more than one text, which one (`in`)."""
+    named = len(texts) > 1
+    warnings = [
+        {**({"in": where} if named else {}), "kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt}
+        for where, text in texts.items()
+        for f in scan(text)
+    ]
+    if warnings:
+        raise InvalidInput(message, code="sensitive_content", details={"warnings": warnings})
 
 
 def redact(text: str) -> str:

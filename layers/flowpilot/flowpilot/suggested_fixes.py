@@ -336,21 +336,11 @@ def decide(
 
 def _refuse_shared_secrets(body: str, description: str) -> None:
     """A draft template is shared with the whole account: no literal secret may go into one."""
-    findings = [
-        (where, f) for where, text in (("script", body), ("description", description)) for f in scanner.scan(text)
-    ]
-    if findings:
-        raise InvalidInput(
-            "The script or its description holds what looks like a secret, and a draft template is shared with "
-            "the whole account. Decide one_off to run it here, or have the secret made a parameter.",
-            code="sensitive_content",
-            details={
-                "warnings": [
-                    {"in": where, "kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt}
-                    for where, f in findings
-                ]
-            },
-        )
+    scanner.refuse_secrets(
+        "The script or its description holds what looks like a secret, and a draft template is shared with "
+        "the whole account. Decide one_off to run it here, or have the secret made a parameter.",
+        {"script": body, "description": description},
+    )
 
 
 def list_draft_templates(caller: Caller, limit: int, cursor: str | None) -> DraftTemplateList:

@@ -20,7 +20,6 @@ from flowpilot.config import settings
 from flowpilot.errors import (
     Conflict,
     FlowPilotError,
-    InvalidInput,
     NotFound,
     UpstreamUnavailable,
     error_from_record,
@@ -48,6 +47,7 @@ from flowpilot.writeback_state import (
     PendingNote,
     TicketRef,
     WritebackState,
+    pending_note_for,
     same_ticket,
 )
 
@@ -137,9 +137,7 @@ def _lock_and_describe(
         )
         if ticket is not None:
             check_configured(caller.account_id, ticket.provider)  # fail fast: 422 before anything starts
-        pending = next(
-            (note for note in ledger.pending_notes(raw_session, kind) if ticket and note.is_for(ticket)), None
-        )
+        pending = pending_note_for(ledger.pending_notes(raw_session, kind), ticket)
         entry = _ledger_entry(caller, session_id, writeback_id, kind, request.markdown, summary, ticket, pending)
         try:
             ledger.take_lock_and_start(caller.account_id, entry, _stored_ticket(raw_session), int(time.time()))
@@ -226,18 +224,11 @@ def _start_execution(caller: Caller, session_id: str, started: _Started) -> None
 
 
 def _refuse_secrets(markdown: str) -> None:
-    findings = scanner.scan(markdown)
-    if findings:
-        raise InvalidInput(
-            "The customer-visible note looks like it contains secrets; remove them, or resend with "
-            "acknowledge_warnings: true if they are not secrets.",
-            code="sensitive_content",
-            details={
-                "warnings": [
-                    {"kind": f.kind, "line": f.line, "column": f.column, "excerpt": f.excerpt} for f in findings
-                ]
-            },
-        )
+    scanner.refuse_secrets(
+        "The customer-visible note looks like it contains secrets; remove them, or resend with "
+        "acknowledge_warnings: true if they are not secrets.",
+        {"markdown": markdown},
+    )
 
 
 def _ledger_entry(

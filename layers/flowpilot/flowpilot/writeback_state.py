@@ -8,6 +8,7 @@ with every field present (the ASL's Choice states test `$.ticket`, `$.target_sta
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -251,11 +252,11 @@ def pending_notes(session_item: dict[str, Any], kind: WritebackKind) -> list[Pen
     return [PendingNote.model_validate(value) for value in raw if isinstance(value, dict) and value.get("writeback_id")]
 
 
-def pending_note_for(session_item: dict[str, Any], kind: WritebackKind, ticket: TicketRef | None) -> PendingNote | None:
-    """The pending note a post of `kind` to `ticket` resumes, if the session keeps one for that ticket."""
+def pending_note_for(notes: Iterable[PendingNote], ticket: TicketRef | None) -> PendingNote | None:
+    """Of a session's pending notes of one kind, the one a post to `ticket` resumes, if any."""
     if ticket is None:
         return None
-    return next((note for note in pending_notes(session_item, kind) if note.is_for(ticket)), None)
+    return next((note for note in notes if note.is_for(ticket)), None)
 
 
 def same_ticket(a: object, b: object) -> bool:
