@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -138,15 +139,20 @@ def _run(python: str, target: Target, *flags: str) -> subprocess.CompletedProces
     return _run_child(python, _CHILD, target, flags=flags)
 
 
+def round_robin(targets: list[Target], rounds: int) -> Iterator[Target]:
+    """Every target once per round, each round starting one target later, so a busy moment is shared."""
+    for round_no in range(rounds):
+        shift = round_no % len(targets)
+        yield from targets[shift:] + targets[:shift]
+
+
 def measure(rounds: int, python: str = sys.executable) -> dict[str, ColdStart]:
     all_targets = targets()
     for target in all_targets:  # warm the bytecode caches; not timed
         _run(python, target)
     samples: dict[str, list[float]] = defaultdict(list)
-    for round_no in range(rounds):
-        shift = round_no % len(all_targets)
-        for target in all_targets[shift:] + all_targets[:shift]:
-            samples[target.label].append(float(_run(python, target).stdout.strip().splitlines()[-1]))
+    for target in round_robin(all_targets, rounds):
+        samples[target.label].append(float(_run(python, target).stdout.strip().splitlines()[-1]))
     results = {
         label: ColdStart(label, values, statistics.median(values), min(values)) for label, values in samples.items()
     }
@@ -344,12 +350,10 @@ def attribute(rounds: int, python: str = sys.executable) -> dict[str, Attributio
     floor = imported_modules(next(t for t in every if t.label == FLOOR), python)
     plans = {target.label: stage_plan(imported_modules(target, python), floor) for target in functions}
     samples: dict[str, list[list[float]]] = defaultdict(list)
-    for round_no in range(rounds):
-        shift = round_no % len(functions)
-        for target in functions[shift:] + functions[:shift]:
-            stages = json.dumps([modules for _, modules in plans[target.label]])
-            result = _run_child(python, _STAGE_CHILD, target, stages)
-            samples[target.label].append(json.loads(result.stdout.strip().splitlines()[-1]))
+    for target in round_robin(functions, rounds):
+        stages = json.dumps([modules for _, modules in plans[target.label]])
+        result = _run_child(python, _STAGE_CHILD, target, stages)
+        samples[target.label].append(json.loads(result.stdout.strip().splitlines()[-1]))
     out = {}
     for target in functions:
         labels = [label for label, _ in plans[target.label]] + [APP_STAGE]
